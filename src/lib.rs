@@ -1,0 +1,2 @@
+//! Warren: an AMQP 0-9-1 message broker.
+pub mod protocol;
