@@ -6,10 +6,10 @@
 
 const STRING_PROPERTIES = ['product', 'version', 'platform', 'copyright', 'information'];
 
-function fail(message) {
-  process.stderr.write(`FAIL: ${message}\n`, () => process.exit(1));
+function fail(message, code = 1) {
+  process.stderr.write(`FAIL: ${message}\n`, () => process.exit(code));
   // In case the write callback never runs.
-  setTimeout(() => process.exit(1), 1000);
+  setTimeout(() => process.exit(code), 1000);
 }
 
 function check(condition, message) {
@@ -48,7 +48,7 @@ function checkServerProperties(props) {
 
 // Runs an async scenario body with a watchdog; exits 0 only if it resolves.
 function runScenario(body, timeoutSeconds = 30) {
-  const watchdog = setTimeout(() => fail(`timed out after ${timeoutSeconds}s`), timeoutSeconds * 1000);
+  const watchdog = setTimeout(() => fail(`timed out after ${timeoutSeconds}s`, 3), timeoutSeconds * 1000);
   body(urlFromArgs()).then(
     () => {
       clearTimeout(watchdog);
