@@ -1,0 +1,62 @@
+"""Helpers shared by the Python (pika) interop scenarios.
+
+A scenario is run as `python <scenario>.py AMQP_URL`; it exits 0 on success and
+non-zero with a message on stderr on any failure.
+"""
+
+import os
+import sys
+import threading
+
+STRING_PROPERTIES = ("product", "version", "platform", "copyright", "information")
+
+
+def fail(message):
+    """Report a failure and exit non-zero at once (works from any thread)."""
+    sys.stdout.flush()
+    print(f"FAIL: {message}", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+def start_watchdog(seconds=30):
+    """Kill the scenario if it is still running after `seconds`."""
+
+    def expire():
+        sys.stdout.flush()
+        print(f"FAIL: timed out after {seconds}s", file=sys.stderr, flush=True)
+        os._exit(3)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def url_from_args():
+    if len(sys.argv) > 1:
+        return sys.argv[1]
+    url = os.environ.get("AMQP_URL")
+    if not url:
+        fail(f"usage: {sys.argv[0]} AMQP_URL")
+    return url
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+def check_server_properties(props):
+    """Checks the server-properties table of connection.start and prints it."""
+    check(isinstance(props, dict), f"server properties are not a table: {props!r}")
+    for key in STRING_PROPERTIES:
+        check(key in props, f"server property {key!r} missing (got {sorted(props)})")
+        value = props[key]
+        check(isinstance(value, str),
+              f"server property {key!r} is {type(value).__name__} {value!r}, expected a string")
+        print(f"server {key}: {value}")
+    check("capabilities" in props, f"server property 'capabilities' missing (got {sorted(props)})")
+    caps = props["capabilities"]
+    check(isinstance(caps, dict),
+          f"server property 'capabilities' is {type(caps).__name__} {caps!r}, expected a table")
+    print("server capabilities: " + ", ".join(f"{k}={v}" for k, v in sorted(caps.items())))
