@@ -1,0 +1,299 @@
+//! The opening handshake: protocol header, start/start-ok (SASL), tune/tune-ok, open/open-ok.
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use super::connection::{Connection, End};
+use super::reader::ReadError;
+use super::sasl;
+use crate::config::{Config, FRAME_MIN_SIZE};
+use crate::error::AmqpError;
+use crate::protocol::{
+    ConnectionCloseOk, ConnectionOpenOk, ConnectionStart, ConnectionStartOk, ConnectionTune,
+    ConnectionTuneOk, FieldTable, FieldValue, Frame, HeaderCheck, Method, PROTOCOL_HEADER,
+};
+
+/// What the client may use, settled by tune-ok.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuned {
+    pub channel_max: u16,
+    pub frame_max: u32,
+    pub heartbeat: u16,
+}
+
+/// Checks the client's tune-ok against what we offered. A 0 channel_max or frame_max takes
+/// ours (RabbitMQ refuses 0; we are lenient, see docs/compatibility.md). Values above ours, or a
+/// frame_max under 4096, get RabbitMQ's 530 texts. The heartbeat is the client's: it has
+/// already negotiated from our proposal, and overriding a 0 would disconnect clients that
+/// turned heartbeats off.
+pub fn negotiate(config: &Config, ok: &ConnectionTuneOk) -> Result<Tuned, AmqpError> {
+    let refuse = |field: &str, value: u64, relation: &str, bound: u64| {
+        let (cmp, which) = match relation {
+            "max" => ("higher", "maximum"),
+            _ => ("lower", "minimum"),
+        };
+        AmqpError::not_allowed(format!(
+            "negotiated {field} = {value} is {cmp} than the {which} allowed value ({bound})"
+        ))
+        .on(10, 30)
+    };
+    let channel_max = match ok.channel_max {
+        0 => config.channel_max,
+        n if n > config.channel_max => {
+            return Err(refuse(
+                "channel_max",
+                n.into(),
+                "max",
+                config.channel_max.into(),
+            ))
+        }
+        n => n,
+    };
+    let frame_max = match ok.frame_max {
+        0 => config.frame_max,
+        n if n > config.frame_max => {
+            return Err(refuse(
+                "frame_max",
+                n.into(),
+                "max",
+                config.frame_max.into(),
+            ))
+        }
+        n if n < FRAME_MIN_SIZE => {
+            return Err(refuse("frame_max", n.into(), "min", FRAME_MIN_SIZE.into()))
+        }
+        n => n,
+    };
+    Ok(Tuned {
+        channel_max,
+        frame_max,
+        heartbeat: ok.heartbeat,
+    })
+}
+
+/// `connection.start`'s server properties, sorted by key as RabbitMQ sends them. The
+/// capabilities advertise only what works today.
+pub fn server_properties() -> FieldTable {
+    let mut capabilities = FieldTable::new();
+    capabilities.insert("authentication_failure_close", true);
+    let mut props = FieldTable::new();
+    props.insert("capabilities", capabilities);
+    props.insert("cluster_name", "warren");
+    props.insert("copyright", "Copyright (c) the Warren authors");
+    props.insert(
+        "information",
+        "Licensed under the Apache License 2.0. Warren is an AMQP 0-9-1 broker.",
+    );
+    props.insert("platform", "Rust");
+    props.insert("product", "Warren");
+    props.insert("version", env!("CARGO_PKG_VERSION"));
+    props
+}
+
+/// Whether the client asked to be told about a refused login with a `connection.close`.
+pub fn wants_auth_failure_close(client_properties: &FieldTable) -> bool {
+    matches!(
+        client_properties.get("capabilities"),
+        Some(FieldValue::Table(caps))
+            if matches!(caps.get("authentication_failure_close"), Some(FieldValue::Bool(true)))
+    )
+}
+
+/// The `connection_name` client property, for logs.
+pub fn connection_name(client_properties: &FieldTable) -> Option<String> {
+    match client_properties.get("connection_name") {
+        Some(FieldValue::LongStr(name)) => Some(String::from_utf8_lossy(name).into_owned()),
+        _ => None,
+    }
+}
+
+impl Connection {
+    /// Runs the handshake up to open-ok. Before start-ok is understood, failures drop the
+    /// socket without a close (RabbitMQ does not trust the peer yet); after it, they close.
+    pub(super) async fn handshake(&mut self) -> Result<(), End> {
+        match self.reader.protocol_header().await {
+            Ok(HeaderCheck::Valid) => {}
+            Ok(_) => {
+                let _ = self
+                    .writer
+                    .send_bytes(Bytes::from_static(&PROTOCOL_HEADER))
+                    .await;
+                return Err(End::Drop("bad protocol header".into()));
+            }
+            Err(e) => return Err(read_end(e)),
+        }
+        let start = ConnectionStart {
+            version_major: 0,
+            version_minor: 9,
+            server_properties: server_properties(),
+            mechanisms: Bytes::from_static(sasl::MECHANISMS.as_bytes()),
+            locales: Bytes::from_static(b"en_US"),
+        };
+        self.send(0, &Method::ConnectionStart(start)).await?;
+
+        let start_ok = match self.reader.next_frame().await {
+            Ok(Frame::Method {
+                channel: 0,
+                method: Method::ConnectionStartOk(ok),
+            }) => ok,
+            Ok(Frame::Method {
+                channel: 0,
+                method: Method::ConnectionClose(close),
+            }) => return Err(self.client_close(close.reply_text.as_str()).await),
+            Ok(other) => {
+                return Err(End::Drop(format!(
+                    "expected connection.start-ok, got {}",
+                    describe(&other)
+                )))
+            }
+            Err(ReadError::Frame(e)) => return Err(End::Drop(e.to_string())),
+            Err(e) => return Err(read_end(e)),
+        };
+        self.authenticate(&start_ok)?;
+
+        let tune = ConnectionTune {
+            channel_max: self.ctx.config.channel_max,
+            frame_max: self.ctx.config.frame_max,
+            heartbeat: self.ctx.config.heartbeat,
+        };
+        self.send(0, &Method::ConnectionTune(tune)).await?;
+        let tune_ok = match self.handshake_method().await? {
+            Method::ConnectionTuneOk(ok) => ok,
+            other => return Err(unexpected(&other, "tuning")),
+        };
+        let tuned = negotiate(&self.ctx.config, &tune_ok).map_err(End::Close)?;
+        self.reader.set_frame_max(tuned.frame_max);
+        self.channels = crate::channel::ChannelTable::new(tuned.channel_max);
+        self.heartbeat = tuned.heartbeat;
+        if tuned.heartbeat > 0 {
+            let interval = std::time::Duration::from_secs(tuned.heartbeat.into());
+            self.writer
+                .start_heartbeats(interval)
+                .await
+                .map_err(|_| End::Drop("socket closed".into()))?;
+        }
+
+        let open = match self.handshake_method().await? {
+            Method::ConnectionOpen(open) => open,
+            other => return Err(unexpected(&other, "opening")),
+        };
+        let user = self.user.clone().unwrap_or_default();
+        let vhost = open.virtual_host.as_str().to_owned();
+        if let Err(e) = self.ctx.broker.open_vhost(&user, &vhost) {
+            return Err(End::Close(AmqpError::not_allowed(e.to_string()).on(10, 40)));
+        }
+        self.vhost = Some(vhost);
+        self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk))
+            .await?;
+        info!(
+            peer = %self.peer,
+            user = %user,
+            vhost = self.vhost.as_deref().unwrap_or_default(),
+            name = self.name.as_deref().unwrap_or_default(),
+            "connection opened: user '{user}' authenticated and granted access to vhost"
+        );
+        Ok(())
+    }
+
+    fn authenticate(&mut self, start_ok: &ConnectionStartOk) -> Result<(), End> {
+        self.name = connection_name(&start_ok.client_properties);
+        let mechanism = start_ok.mechanism.as_str();
+        let credentials = match sasl::credentials(mechanism, &start_ok.response) {
+            Ok(c) => c,
+            Err(e @ sasl::SaslError::UnknownMechanism(_)) => return Err(End::Drop(e.to_string())),
+            Err(e) => return Err(self.login_refused(mechanism, &e.to_string(), start_ok)),
+        };
+        match self.ctx.broker.authenticate(
+            &credentials.username,
+            &credentials.password,
+            self.peer.ip(),
+        ) {
+            Ok(user) => {
+                self.user = Some(user.name.clone());
+                Ok(())
+            }
+            Err(e) => {
+                self.user = Some(credentials.username.clone());
+                Err(self.login_refused(mechanism, &e.to_string(), start_ok))
+            }
+        }
+    }
+
+    /// RabbitMQ logs the reason but tells the client only that the login was refused, and
+    /// only if the client advertised `authentication_failure_close`.
+    fn login_refused(&self, mechanism: &str, reason: &str, start_ok: &ConnectionStartOk) -> End {
+        warn!(peer = %self.peer, "{mechanism} login refused: {reason}");
+        if wants_auth_failure_close(&start_ok.client_properties) {
+            End::Close(
+                AmqpError::access_refused(format!(
+                    "Login was refused using authentication mechanism {mechanism}. \
+                     For details see the broker logfile."
+                ))
+                .on_connection(),
+            )
+        } else {
+            End::Drop(format!("{mechanism} login refused: {reason}"))
+        }
+    }
+
+    /// The next method during tuning/opening; a client's close is answered and ends it.
+    async fn handshake_method(&mut self) -> Result<Method, End> {
+        loop {
+            return match self.reader.next_frame().await {
+                Ok(Frame::Heartbeat { channel: 0 }) => continue,
+                Ok(Frame::Method {
+                    channel: 0,
+                    method: Method::ConnectionClose(close),
+                }) => Err(self.client_close(close.reply_text.as_str()).await),
+                Ok(Frame::Method { method, .. }) => Ok(method),
+                Ok(Frame::Header { .. } | Frame::Body { .. }) => {
+                    Err(End::Close(AmqpError::unexpected_frame(
+                        "expected method frame, got non method frame instead",
+                    )))
+                }
+                Ok(Frame::Heartbeat { .. }) => Err(End::Close(AmqpError::unexpected_frame(
+                    "type 8, all octets = <<>>",
+                ))),
+                Err(ReadError::Frame(e)) => Err(End::Close((&e).into())),
+                Err(e) => Err(read_end(e)),
+            };
+        }
+    }
+
+    /// Answers a client's `connection.close` during the handshake.
+    async fn client_close(&mut self, text: &str) -> End {
+        match self
+            .send(0, &Method::ConnectionCloseOk(ConnectionCloseOk))
+            .await
+        {
+            Ok(()) => End::ClientClosed(text.to_owned()),
+            Err(end) => end,
+        }
+    }
+}
+
+/// A method that has no place in the handshake state `state` (RabbitMQ's text).
+fn unexpected(method: &Method, state: &str) -> End {
+    End::Close(
+        AmqpError::channel_error(format!("unexpected method in connection state {state}"))
+            .on_method(method),
+    )
+}
+
+fn describe(frame: &Frame) -> String {
+    match frame {
+        Frame::Method { channel, method } => format!("{} on channel {channel}", method.name()),
+        Frame::Header { channel, .. } => format!("a content header on channel {channel}"),
+        Frame::Body { channel, .. } => format!("a content body on channel {channel}"),
+        Frame::Heartbeat { channel } => format!("a heartbeat on channel {channel}"),
+    }
+}
+
+/// The end of a connection whose socket failed or closed.
+pub(super) fn read_end(error: ReadError) -> End {
+    match error {
+        ReadError::Eof => End::Drop("client unexpectedly closed TCP connection".into()),
+        ReadError::Io(e) => End::Drop(format!("socket error: {e}")),
+        ReadError::Frame(e) => End::Close((&e).into()),
+    }
+}
