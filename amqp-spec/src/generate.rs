@@ -648,15 +648,22 @@ pub(crate) mod arbitrary {
         }
         out.push_str("    }\n");
     }
-    out.push_str("\n    pub(crate) fn method() -> impl Strategy<Value = Method> {\n        Union::new(vec![\n");
+    out.push_str(
+        "\n    /// Every method's strategy beside its name, so a test can cover each one.\n",
+    );
+    out.push_str("    pub(crate) fn methods() -> Vec<(&'static str, BoxedStrategy<Method>)> {\n        vec![\n");
     for (_, _, name) in &methods {
         let function = screaming_from_pascal(name).to_ascii_lowercase();
         let _ = writeln!(
             out,
-            "            {function}().prop_map(Method::{name}).boxed(),"
+            "            ({name}::NAME, {function}().prop_map(Method::{name}).boxed()),"
         );
     }
-    out.push_str("        ])\n    }\n");
+    out.push_str("        ]\n    }\n");
+    out.push_str("\n    pub(crate) fn method() -> impl Strategy<Value = Method> {\n");
+    out.push_str(
+        "        Union::new(methods().into_iter().map(|(_, strategy)| strategy))\n    }\n",
+    );
 
     // proptest tuples stop at 12 elements, so the properties are drawn in two halves.
     let half = spec.properties.len().div_ceil(2);
