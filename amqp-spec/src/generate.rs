@@ -401,7 +401,15 @@ fn method_struct(out: &mut String, class: &Class, method: &Method) {
         out.push_str("        Ok((i, Self))\n");
     } else {
         let names: Vec<String> = visible.iter().map(|f| snake(&f.name)).collect();
-        let _ = writeln!(out, "        Ok((i, Self {{ {} }}))", names.join(", "));
+        if names.len() <= 4 {
+            let _ = writeln!(out, "        Ok((i, Self {{ {} }}))", names.join(", "));
+        } else {
+            out.push_str("        Ok((\n            i,\n            Self {\n");
+            for field in &names {
+                let _ = writeln!(out, "                {field},");
+            }
+            out.push_str("            },\n        ))\n");
+        }
     }
     out.push_str("    }\n");
 
@@ -433,12 +441,19 @@ fn method_struct(out: &mut String, class: &Class, method: &Method) {
                         _ => format!("(u8::from(self.{}) << {bit})", snake(&f.name)),
                     })
                     .collect();
-                let value = if parts.is_empty() {
-                    "0".to_string()
-                } else {
-                    parts.join(" | ")
-                };
-                let _ = writeln!(out, "        out.put_u8({value});");
+                match parts.len() {
+                    0 => out.push_str("        out.put_u8(0);\n"),
+                    1 | 2 => {
+                        let _ = writeln!(out, "        out.put_u8({});", parts.join(" | "));
+                    }
+                    _ => {
+                        let _ = writeln!(
+                            out,
+                            "        out.put_u8(\n            {}\n        );",
+                            parts.join("\n                | ")
+                        );
+                    }
+                }
             }
         }
     }
@@ -514,7 +529,7 @@ fn method_enum(out: &mut String, spec: &Spec) {
     for (class, method, name) in &methods {
         let _ = writeln!(
             out,
-            "            ({}, {}) => {name}::decode_args(&payload, args).map(|(i, m)| (i, Method::{name}(m))),",
+            "            ({}, {}) => {name}::decode_args(&payload, args)\n                .map(|(i, m)| (i, Method::{name}(m))),",
             class.id, method.id
         );
     }
@@ -636,55 +651,76 @@ pub(crate) mod arbitrary {
         if visible.is_empty() {
             let _ = writeln!(out, "        Just({name})");
         } else {
-            let strategies: Vec<&str> = visible.iter().map(|f| strategy(f.ty)).collect();
             let names: Vec<String> = visible.iter().map(|f| snake(&f.name)).collect();
+            for field in &visible {
+                let _ = writeln!(
+                    out,
+                    "        let {} = {};",
+                    snake(&field.name),
+                    strategy(field.ty)
+                );
+            }
             let _ = writeln!(
                 out,
-                "        ({},).prop_map(|({},)| {name} {{ {} }})",
-                strategies.join(", "),
-                names.join(", "),
+                "        ({},).prop_map(|v| {name} {{",
                 names.join(", ")
             );
+            for (index, field) in names.iter().enumerate() {
+                let _ = writeln!(out, "            {field}: v.{index},");
+            }
+            out.push_str("        })\n");
         }
         out.push_str("    }\n");
     }
-    out.push_str("\n    pub(crate) fn method() -> impl Strategy<Value = Method> {\n        Union::new(vec![\n");
+    out.push_str(
+        "\n    /// Every method's strategy beside its name, so a test can cover each one.\n",
+    );
+    out.push_str("    pub(crate) fn methods() -> Vec<(&'static str, BoxedStrategy<Method>)> {\n        vec![\n");
     for (_, _, name) in &methods {
         let function = screaming_from_pascal(name).to_ascii_lowercase();
         let _ = writeln!(
             out,
-            "            {function}().prop_map(Method::{name}).boxed(),"
+            "            ({name}::NAME, {function}().prop_map(Method::from).boxed()),"
         );
     }
-    out.push_str("        ])\n    }\n");
+    out.push_str("        ]\n    }\n");
+    out.push_str("\n    pub(crate) fn method() -> impl Strategy<Value = Method> {\n");
+    out.push_str(
+        "        Union::new(methods().into_iter().map(|(_, strategy)| strategy))\n    }\n",
+    );
 
     // proptest tuples stop at 12 elements, so the properties are drawn in two halves.
+    out.push_str("\n    pub(crate) fn properties() -> impl Strategy<Value = BasicProperties> {\n");
+    for property in &spec.properties {
+        let _ = writeln!(
+            out,
+            "        let {} = proptest::option::of({});",
+            snake(&property.name),
+            strategy(property.ty)
+        );
+    }
     let half = spec.properties.len().div_ceil(2);
     let (first, second) = spec.properties.split_at(half);
-    let optional = |fields: &[Field]| -> String {
-        fields
-            .iter()
-            .map(|f| format!("proptest::option::of({})", strategy(f.ty)))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let tuple = |fields: &[Field]| {
+        format!(
+            "({},)",
+            fields
+                .iter()
+                .map(|f| snake(&f.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
-    let names = |fields: &[Field]| -> String {
-        fields
-            .iter()
-            .map(|f| snake(&f.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let all: Vec<String> = spec.properties.iter().map(|f| snake(&f.name)).collect();
-    let _ = writeln!(
-        out,
-        "\n    pub(crate) fn properties() -> impl Strategy<Value = BasicProperties> {{\n        (({},), ({},)).prop_map(|(({},), ({},))| BasicProperties {{\n            {},\n        }})\n    }}\n}}",
-        optional(first),
-        optional(second),
-        names(first),
-        names(second),
-        all.join(",\n            ")
-    );
+    let _ = writeln!(out, "        let first = {};", tuple(first));
+    let _ = writeln!(out, "        let second = {};", tuple(second));
+    out.push_str("        (first, second).prop_map(|(a, b)| BasicProperties {\n");
+    for (index, property) in first.iter().enumerate() {
+        let _ = writeln!(out, "            {}: a.{index},", snake(&property.name));
+    }
+    for (index, property) in second.iter().enumerate() {
+        let _ = writeln!(out, "            {}: b.{index},", snake(&property.name));
+    }
+    out.push_str("        })\n    }\n}\n");
 }
 
 #[cfg(test)]

@@ -384,10 +384,19 @@ impl Spec {
         }
         let mut codes = BTreeSet::new();
         for field_type in &self.field_types {
-            if !codes.insert(field_type.code) {
+            if !codes.insert(char::from(field_type.code).to_string()) {
+                let code = char::from(field_type.code);
+                return err(0, format!("field type `{code}` listed twice"));
+            }
+        }
+        // An erratum about a type code must agree with the list RabbitMQ's codes are taken from.
+        for erratum in self.errata.iter().filter(|e| e.topic == "field-type") {
+            let absent = erratum.values.iter().any(|v| v == "rabbitmq=absent");
+            if codes.contains(&erratum.key) == absent {
+                let key = &erratum.key;
                 return err(
                     0,
-                    format!("field type `{}` listed twice", field_type.code as char),
+                    format!("erratum for field type `{key}` disagrees with the field-type list"),
                 );
             }
         }
@@ -480,6 +489,15 @@ mod tests {
         assert_eq!(error.line, 4);
         let error = Spec::parse("domain a nonsense\n").unwrap_err();
         assert_eq!(error.line, 1);
+    }
+
+    #[test]
+    fn field_type_errata_must_match_the_list() {
+        let text = "field-type s I16\nerrata field-type x spec=absent rabbitmq=byte-array\n";
+        let error = Spec::parse(text).unwrap_err();
+        assert!(error.message.contains("`x`"), "{error}");
+        let text = "field-type s I16\nerrata field-type s spec=short-string rabbitmq=signed-16\n";
+        assert!(Spec::parse(text).is_ok());
     }
 
     #[test]

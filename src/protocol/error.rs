@@ -53,7 +53,7 @@ pub enum MethodError {
     TooShort { payload: Bytes },
     /// A class/method id pair the spec does not define. RabbitMQ 3.10.8 crashes the connection
     /// process (`{unknown_method_id,{99,1}}`) and resets the socket without a close; we send
-    /// `540 NOT_IMPLEMENTED - unknown method id {99,1}` instead (see docs/compatibility.md).
+    /// `540 NOT_IMPLEMENTED - unknown method id {99,1}` instead: a deliberate difference.
     Unknown { class_id: u16, method_id: u16 },
     /// Truncated arguments, trailing bytes, a bad field-table type code or nesting past
     /// `MAX_TABLE_DEPTH`. RabbitMQ: `501 FRAME_ERROR - cannot decode <<0,0,5,97,98>>` with
@@ -150,7 +150,7 @@ impl std::error::Error for MethodError {}
 ///
 /// RabbitMQ 3.10.8 decodes properties only when it needs them and then answers a malformed
 /// property list with `541 INTERNAL_ERROR` after the body arrives; we decode eagerly and answer
-/// `501 FRAME_ERROR`, as for malformed method arguments (see docs/compatibility.md).
+/// `501 FRAME_ERROR`, as for malformed method arguments: a deliberate difference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderError {
     /// Shorter than the 14 fixed octets. RabbitMQ:

@@ -76,8 +76,9 @@ pub struct FrameDecoder {
 }
 
 impl FrameDecoder {
-    /// `frame_max` counts the whole frame (header and frame-end octet included); 0 means no
-    /// limit. Before tune-ok, use `FRAME_MIN_SIZE`.
+    /// `frame_max` counts the whole frame (header and frame-end octet included). 0 means "no
+    /// limit" in AMQP, which lets the peer decide how much we buffer: a server should always
+    /// pass its own maximum, and `FRAME_MIN_SIZE` before tune-ok.
     pub fn new(frame_max: u32) -> FrameDecoder {
         FrameDecoder { frame_max }
     }
@@ -92,7 +93,7 @@ impl FrameDecoder {
 
     /// Decodes one frame from the front of `buf`, removing its octets. `Ok(None)` means more
     /// octets are needed (the buffer is reserved up to the end of the frame, no further). After
-    /// an error the connection must close; the buffer is left as it was.
+    /// an error the connection must close: what is left in the buffer is unspecified.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         let Some(&[frame_type, c1, c2, s1, s2, s3, s4]) = buf.get(..FRAME_HEADER_SIZE) else {
             return Ok(None);

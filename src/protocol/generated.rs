@@ -174,7 +174,16 @@ impl ConnectionStart {
         let (i, server_properties) = field::table(src, i)?;
         let (i, mechanisms) = wire::long_str(src, i)?;
         let (i, locales) = wire::long_str(src, i)?;
-        Ok((i, Self { version_major, version_minor, server_properties, mechanisms, locales }))
+        Ok((
+            i,
+            Self {
+                version_major,
+                version_minor,
+                server_properties,
+                mechanisms,
+                locales,
+            },
+        ))
     }
 
     fn encode_args(&self, out: &mut BytesMut) {
@@ -760,14 +769,32 @@ impl ExchangeDeclare {
         let internal = bits3 & 0x08 != 0;
         let no_wait = bits3 & 0x10 != 0;
         let (i, arguments) = field::table(src, i)?;
-        Ok((i, Self { exchange, kind, passive, durable, auto_delete, internal, no_wait, arguments }))
+        Ok((
+            i,
+            Self {
+                exchange,
+                kind,
+                passive,
+                durable,
+                auto_delete,
+                internal,
+                no_wait,
+                arguments,
+            },
+        ))
     }
 
     fn encode_args(&self, out: &mut BytesMut) {
         out.put_u16(0);
         wire::put_short_str(out, &self.exchange);
         wire::put_short_str(out, &self.kind);
-        out.put_u8(u8::from(self.passive) | (u8::from(self.durable) << 1) | (u8::from(self.auto_delete) << 2) | (u8::from(self.internal) << 3) | (u8::from(self.no_wait) << 4));
+        out.put_u8(
+            u8::from(self.passive)
+                | (u8::from(self.durable) << 1)
+                | (u8::from(self.auto_delete) << 2)
+                | (u8::from(self.internal) << 3)
+                | (u8::from(self.no_wait) << 4)
+        );
         self.arguments.encode(out);
     }
 }
@@ -882,7 +909,16 @@ impl ExchangeBind {
         let (i, bits4) = wire::octet(i)?;
         let no_wait = bits4 & 0x01 != 0;
         let (i, arguments) = field::table(src, i)?;
-        Ok((i, Self { destination, source, routing_key, no_wait, arguments }))
+        Ok((
+            i,
+            Self {
+                destination,
+                source,
+                routing_key,
+                no_wait,
+                arguments,
+            },
+        ))
     }
 
     fn encode_args(&self, out: &mut BytesMut) {
@@ -947,7 +983,16 @@ impl ExchangeUnbind {
         let (i, bits4) = wire::octet(i)?;
         let no_wait = bits4 & 0x01 != 0;
         let (i, arguments) = field::table(src, i)?;
-        Ok((i, Self { destination, source, routing_key, no_wait, arguments }))
+        Ok((
+            i,
+            Self {
+                destination,
+                source,
+                routing_key,
+                no_wait,
+                arguments,
+            },
+        ))
     }
 
     fn encode_args(&self, out: &mut BytesMut) {
@@ -1016,13 +1061,30 @@ impl QueueDeclare {
         let auto_delete = bits2 & 0x08 != 0;
         let no_wait = bits2 & 0x10 != 0;
         let (i, arguments) = field::table(src, i)?;
-        Ok((i, Self { queue, passive, durable, exclusive, auto_delete, no_wait, arguments }))
+        Ok((
+            i,
+            Self {
+                queue,
+                passive,
+                durable,
+                exclusive,
+                auto_delete,
+                no_wait,
+                arguments,
+            },
+        ))
     }
 
     fn encode_args(&self, out: &mut BytesMut) {
         out.put_u16(0);
         wire::put_short_str(out, &self.queue);
-        out.put_u8(u8::from(self.passive) | (u8::from(self.durable) << 1) | (u8::from(self.exclusive) << 2) | (u8::from(self.auto_delete) << 3) | (u8::from(self.no_wait) << 4));
+        out.put_u8(
+            u8::from(self.passive)
+                | (u8::from(self.durable) << 1)
+                | (u8::from(self.exclusive) << 2)
+                | (u8::from(self.auto_delete) << 3)
+                | (u8::from(self.no_wait) << 4)
+        );
         self.arguments.encode(out);
     }
 }
@@ -1089,7 +1151,16 @@ impl QueueBind {
         let (i, bits4) = wire::octet(i)?;
         let no_wait = bits4 & 0x01 != 0;
         let (i, arguments) = field::table(src, i)?;
-        Ok((i, Self { queue, exchange, routing_key, no_wait, arguments }))
+        Ok((
+            i,
+            Self {
+                queue,
+                exchange,
+                routing_key,
+                no_wait,
+                arguments,
+            },
+        ))
     }
 
     fn encode_args(&self, out: &mut BytesMut) {
@@ -1218,7 +1289,11 @@ impl QueueDelete {
     fn encode_args(&self, out: &mut BytesMut) {
         out.put_u16(0);
         wire::put_short_str(out, &self.queue);
-        out.put_u8(u8::from(self.if_unused) | (u8::from(self.if_empty) << 1) | (u8::from(self.no_wait) << 2));
+        out.put_u8(
+            u8::from(self.if_unused)
+                | (u8::from(self.if_empty) << 1)
+                | (u8::from(self.no_wait) << 2)
+        );
     }
 }
 
@@ -1400,14 +1475,30 @@ impl BasicConsume {
         let exclusive = bits3 & 0x04 != 0;
         let no_wait = bits3 & 0x08 != 0;
         let (i, arguments) = field::table(src, i)?;
-        Ok((i, Self { queue, consumer_tag, no_local, no_ack, exclusive, no_wait, arguments }))
+        Ok((
+            i,
+            Self {
+                queue,
+                consumer_tag,
+                no_local,
+                no_ack,
+                exclusive,
+                no_wait,
+                arguments,
+            },
+        ))
     }
 
     fn encode_args(&self, out: &mut BytesMut) {
         out.put_u16(0);
         wire::put_short_str(out, &self.queue);
         wire::put_short_str(out, &self.consumer_tag);
-        out.put_u8(u8::from(self.no_local) | (u8::from(self.no_ack) << 1) | (u8::from(self.exclusive) << 2) | (u8::from(self.no_wait) << 3));
+        out.put_u8(
+            u8::from(self.no_local)
+                | (u8::from(self.no_ack) << 1)
+                | (u8::from(self.exclusive) << 2)
+                | (u8::from(self.no_wait) << 3)
+        );
         self.arguments.encode(out);
     }
 }
@@ -1599,7 +1690,16 @@ impl BasicDeliver {
         let redelivered = bits2 & 0x01 != 0;
         let (i, exchange) = wire::short_str(src, i)?;
         let (i, routing_key) = wire::short_str(src, i)?;
-        Ok((i, Self { consumer_tag, delivery_tag, redelivered, exchange, routing_key }))
+        Ok((
+            i,
+            Self {
+                consumer_tag,
+                delivery_tag,
+                redelivered,
+                exchange,
+                routing_key,
+            },
+        ))
     }
 
     fn encode_args(&self, out: &mut BytesMut) {
@@ -1672,7 +1772,16 @@ impl BasicGetOk {
         let (i, exchange) = wire::short_str(src, i)?;
         let (i, routing_key) = wire::short_str(src, i)?;
         let (i, message_count) = wire::long(i)?;
-        Ok((i, Self { delivery_tag, redelivered, exchange, routing_key, message_count }))
+        Ok((
+            i,
+            Self {
+                delivery_tag,
+                redelivered,
+                exchange,
+                routing_key,
+                message_count,
+            },
+        ))
     }
 
     fn encode_args(&self, out: &mut BytesMut) {
@@ -2569,70 +2678,134 @@ impl Method {
     pub fn decode(payload: Bytes) -> Result<Method, MethodError> {
         let (class_id, method_id, args) = wire::method_ids(&payload)?;
         let decoded = match (class_id, method_id) {
-            (10, 10) => ConnectionStart::decode_args(&payload, args).map(|(i, m)| (i, Method::ConnectionStart(m))),
-            (10, 11) => ConnectionStartOk::decode_args(&payload, args).map(|(i, m)| (i, Method::ConnectionStartOk(m))),
-            (10, 20) => ConnectionSecure::decode_args(&payload, args).map(|(i, m)| (i, Method::ConnectionSecure(m))),
-            (10, 21) => ConnectionSecureOk::decode_args(&payload, args).map(|(i, m)| (i, Method::ConnectionSecureOk(m))),
-            (10, 30) => ConnectionTune::decode_args(&payload, args).map(|(i, m)| (i, Method::ConnectionTune(m))),
-            (10, 31) => ConnectionTuneOk::decode_args(&payload, args).map(|(i, m)| (i, Method::ConnectionTuneOk(m))),
-            (10, 40) => ConnectionOpen::decode_args(&payload, args).map(|(i, m)| (i, Method::ConnectionOpen(m))),
-            (10, 41) => ConnectionOpenOk::decode_args(&payload, args).map(|(i, m)| (i, Method::ConnectionOpenOk(m))),
-            (10, 50) => ConnectionClose::decode_args(&payload, args).map(|(i, m)| (i, Method::ConnectionClose(m))),
-            (10, 51) => ConnectionCloseOk::decode_args(&payload, args).map(|(i, m)| (i, Method::ConnectionCloseOk(m))),
-            (10, 60) => ConnectionBlocked::decode_args(&payload, args).map(|(i, m)| (i, Method::ConnectionBlocked(m))),
-            (10, 61) => ConnectionUnblocked::decode_args(&payload, args).map(|(i, m)| (i, Method::ConnectionUnblocked(m))),
-            (10, 70) => ConnectionUpdateSecret::decode_args(&payload, args).map(|(i, m)| (i, Method::ConnectionUpdateSecret(m))),
-            (10, 71) => ConnectionUpdateSecretOk::decode_args(&payload, args).map(|(i, m)| (i, Method::ConnectionUpdateSecretOk(m))),
-            (20, 10) => ChannelOpen::decode_args(&payload, args).map(|(i, m)| (i, Method::ChannelOpen(m))),
-            (20, 11) => ChannelOpenOk::decode_args(&payload, args).map(|(i, m)| (i, Method::ChannelOpenOk(m))),
-            (20, 20) => ChannelFlow::decode_args(&payload, args).map(|(i, m)| (i, Method::ChannelFlow(m))),
-            (20, 21) => ChannelFlowOk::decode_args(&payload, args).map(|(i, m)| (i, Method::ChannelFlowOk(m))),
-            (20, 40) => ChannelClose::decode_args(&payload, args).map(|(i, m)| (i, Method::ChannelClose(m))),
-            (20, 41) => ChannelCloseOk::decode_args(&payload, args).map(|(i, m)| (i, Method::ChannelCloseOk(m))),
-            (40, 10) => ExchangeDeclare::decode_args(&payload, args).map(|(i, m)| (i, Method::ExchangeDeclare(m))),
-            (40, 11) => ExchangeDeclareOk::decode_args(&payload, args).map(|(i, m)| (i, Method::ExchangeDeclareOk(m))),
-            (40, 20) => ExchangeDelete::decode_args(&payload, args).map(|(i, m)| (i, Method::ExchangeDelete(m))),
-            (40, 21) => ExchangeDeleteOk::decode_args(&payload, args).map(|(i, m)| (i, Method::ExchangeDeleteOk(m))),
-            (40, 30) => ExchangeBind::decode_args(&payload, args).map(|(i, m)| (i, Method::ExchangeBind(m))),
-            (40, 31) => ExchangeBindOk::decode_args(&payload, args).map(|(i, m)| (i, Method::ExchangeBindOk(m))),
-            (40, 40) => ExchangeUnbind::decode_args(&payload, args).map(|(i, m)| (i, Method::ExchangeUnbind(m))),
-            (40, 51) => ExchangeUnbindOk::decode_args(&payload, args).map(|(i, m)| (i, Method::ExchangeUnbindOk(m))),
-            (50, 10) => QueueDeclare::decode_args(&payload, args).map(|(i, m)| (i, Method::QueueDeclare(m))),
-            (50, 11) => QueueDeclareOk::decode_args(&payload, args).map(|(i, m)| (i, Method::QueueDeclareOk(m))),
-            (50, 20) => QueueBind::decode_args(&payload, args).map(|(i, m)| (i, Method::QueueBind(m))),
-            (50, 21) => QueueBindOk::decode_args(&payload, args).map(|(i, m)| (i, Method::QueueBindOk(m))),
-            (50, 30) => QueuePurge::decode_args(&payload, args).map(|(i, m)| (i, Method::QueuePurge(m))),
-            (50, 31) => QueuePurgeOk::decode_args(&payload, args).map(|(i, m)| (i, Method::QueuePurgeOk(m))),
-            (50, 40) => QueueDelete::decode_args(&payload, args).map(|(i, m)| (i, Method::QueueDelete(m))),
-            (50, 41) => QueueDeleteOk::decode_args(&payload, args).map(|(i, m)| (i, Method::QueueDeleteOk(m))),
-            (50, 50) => QueueUnbind::decode_args(&payload, args).map(|(i, m)| (i, Method::QueueUnbind(m))),
-            (50, 51) => QueueUnbindOk::decode_args(&payload, args).map(|(i, m)| (i, Method::QueueUnbindOk(m))),
-            (60, 10) => BasicQos::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicQos(m))),
-            (60, 11) => BasicQosOk::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicQosOk(m))),
-            (60, 20) => BasicConsume::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicConsume(m))),
-            (60, 21) => BasicConsumeOk::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicConsumeOk(m))),
-            (60, 30) => BasicCancel::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicCancel(m))),
-            (60, 31) => BasicCancelOk::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicCancelOk(m))),
-            (60, 40) => BasicPublish::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicPublish(m))),
-            (60, 50) => BasicReturn::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicReturn(m))),
-            (60, 60) => BasicDeliver::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicDeliver(m))),
-            (60, 70) => BasicGet::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicGet(m))),
-            (60, 71) => BasicGetOk::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicGetOk(m))),
-            (60, 72) => BasicGetEmpty::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicGetEmpty(m))),
-            (60, 80) => BasicAck::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicAck(m))),
-            (60, 90) => BasicReject::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicReject(m))),
-            (60, 100) => BasicRecoverAsync::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicRecoverAsync(m))),
-            (60, 110) => BasicRecover::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicRecover(m))),
-            (60, 111) => BasicRecoverOk::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicRecoverOk(m))),
-            (60, 120) => BasicNack::decode_args(&payload, args).map(|(i, m)| (i, Method::BasicNack(m))),
-            (90, 10) => TxSelect::decode_args(&payload, args).map(|(i, m)| (i, Method::TxSelect(m))),
-            (90, 11) => TxSelectOk::decode_args(&payload, args).map(|(i, m)| (i, Method::TxSelectOk(m))),
-            (90, 20) => TxCommit::decode_args(&payload, args).map(|(i, m)| (i, Method::TxCommit(m))),
-            (90, 21) => TxCommitOk::decode_args(&payload, args).map(|(i, m)| (i, Method::TxCommitOk(m))),
-            (90, 30) => TxRollback::decode_args(&payload, args).map(|(i, m)| (i, Method::TxRollback(m))),
-            (90, 31) => TxRollbackOk::decode_args(&payload, args).map(|(i, m)| (i, Method::TxRollbackOk(m))),
-            (85, 10) => ConfirmSelect::decode_args(&payload, args).map(|(i, m)| (i, Method::ConfirmSelect(m))),
-            (85, 11) => ConfirmSelectOk::decode_args(&payload, args).map(|(i, m)| (i, Method::ConfirmSelectOk(m))),
+            (10, 10) => ConnectionStart::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConnectionStart(m))),
+            (10, 11) => ConnectionStartOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConnectionStartOk(m))),
+            (10, 20) => ConnectionSecure::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConnectionSecure(m))),
+            (10, 21) => ConnectionSecureOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConnectionSecureOk(m))),
+            (10, 30) => ConnectionTune::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConnectionTune(m))),
+            (10, 31) => ConnectionTuneOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConnectionTuneOk(m))),
+            (10, 40) => ConnectionOpen::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConnectionOpen(m))),
+            (10, 41) => ConnectionOpenOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConnectionOpenOk(m))),
+            (10, 50) => ConnectionClose::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConnectionClose(m))),
+            (10, 51) => ConnectionCloseOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConnectionCloseOk(m))),
+            (10, 60) => ConnectionBlocked::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConnectionBlocked(m))),
+            (10, 61) => ConnectionUnblocked::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConnectionUnblocked(m))),
+            (10, 70) => ConnectionUpdateSecret::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConnectionUpdateSecret(m))),
+            (10, 71) => ConnectionUpdateSecretOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConnectionUpdateSecretOk(m))),
+            (20, 10) => ChannelOpen::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ChannelOpen(m))),
+            (20, 11) => ChannelOpenOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ChannelOpenOk(m))),
+            (20, 20) => ChannelFlow::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ChannelFlow(m))),
+            (20, 21) => ChannelFlowOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ChannelFlowOk(m))),
+            (20, 40) => ChannelClose::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ChannelClose(m))),
+            (20, 41) => ChannelCloseOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ChannelCloseOk(m))),
+            (40, 10) => ExchangeDeclare::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ExchangeDeclare(m))),
+            (40, 11) => ExchangeDeclareOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ExchangeDeclareOk(m))),
+            (40, 20) => ExchangeDelete::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ExchangeDelete(m))),
+            (40, 21) => ExchangeDeleteOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ExchangeDeleteOk(m))),
+            (40, 30) => ExchangeBind::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ExchangeBind(m))),
+            (40, 31) => ExchangeBindOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ExchangeBindOk(m))),
+            (40, 40) => ExchangeUnbind::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ExchangeUnbind(m))),
+            (40, 51) => ExchangeUnbindOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ExchangeUnbindOk(m))),
+            (50, 10) => QueueDeclare::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::QueueDeclare(m))),
+            (50, 11) => QueueDeclareOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::QueueDeclareOk(m))),
+            (50, 20) => QueueBind::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::QueueBind(m))),
+            (50, 21) => QueueBindOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::QueueBindOk(m))),
+            (50, 30) => QueuePurge::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::QueuePurge(m))),
+            (50, 31) => QueuePurgeOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::QueuePurgeOk(m))),
+            (50, 40) => QueueDelete::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::QueueDelete(m))),
+            (50, 41) => QueueDeleteOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::QueueDeleteOk(m))),
+            (50, 50) => QueueUnbind::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::QueueUnbind(m))),
+            (50, 51) => QueueUnbindOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::QueueUnbindOk(m))),
+            (60, 10) => BasicQos::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicQos(m))),
+            (60, 11) => BasicQosOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicQosOk(m))),
+            (60, 20) => BasicConsume::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicConsume(m))),
+            (60, 21) => BasicConsumeOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicConsumeOk(m))),
+            (60, 30) => BasicCancel::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicCancel(m))),
+            (60, 31) => BasicCancelOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicCancelOk(m))),
+            (60, 40) => BasicPublish::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicPublish(m))),
+            (60, 50) => BasicReturn::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicReturn(m))),
+            (60, 60) => BasicDeliver::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicDeliver(m))),
+            (60, 70) => BasicGet::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicGet(m))),
+            (60, 71) => BasicGetOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicGetOk(m))),
+            (60, 72) => BasicGetEmpty::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicGetEmpty(m))),
+            (60, 80) => BasicAck::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicAck(m))),
+            (60, 90) => BasicReject::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicReject(m))),
+            (60, 100) => BasicRecoverAsync::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicRecoverAsync(m))),
+            (60, 110) => BasicRecover::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicRecover(m))),
+            (60, 111) => BasicRecoverOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicRecoverOk(m))),
+            (60, 120) => BasicNack::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::BasicNack(m))),
+            (90, 10) => TxSelect::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::TxSelect(m))),
+            (90, 11) => TxSelectOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::TxSelectOk(m))),
+            (90, 20) => TxCommit::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::TxCommit(m))),
+            (90, 21) => TxCommitOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::TxCommitOk(m))),
+            (90, 30) => TxRollback::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::TxRollback(m))),
+            (90, 31) => TxRollbackOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::TxRollbackOk(m))),
+            (85, 10) => ConfirmSelect::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConfirmSelect(m))),
+            (85, 11) => ConfirmSelectOk::decode_args(&payload, args)
+                .map(|(i, m)| (i, Method::ConfirmSelectOk(m))),
             _ => return Err(MethodError::unknown(class_id, method_id)),
         };
         wire::finish_method(class_id, method_id, &payload, decoded)
@@ -2984,31 +3157,74 @@ pub(crate) mod arbitrary {
     use super::*;
 
     pub(crate) fn connection_start() -> impl Strategy<Value = ConnectionStart> {
-        (any::<u8>(), any::<u8>(), field::arbitrary::table(), field::arbitrary::long_str(), field::arbitrary::long_str(),).prop_map(|(version_major, version_minor, server_properties, mechanisms, locales,)| ConnectionStart { version_major, version_minor, server_properties, mechanisms, locales })
+        let version_major = any::<u8>();
+        let version_minor = any::<u8>();
+        let server_properties = field::arbitrary::table();
+        let mechanisms = field::arbitrary::long_str();
+        let locales = field::arbitrary::long_str();
+        (version_major, version_minor, server_properties, mechanisms, locales,).prop_map(|v| ConnectionStart {
+            version_major: v.0,
+            version_minor: v.1,
+            server_properties: v.2,
+            mechanisms: v.3,
+            locales: v.4,
+        })
     }
 
     pub(crate) fn connection_start_ok() -> impl Strategy<Value = ConnectionStartOk> {
-        (field::arbitrary::table(), field::arbitrary::short_str(), field::arbitrary::long_str(), field::arbitrary::short_str(),).prop_map(|(client_properties, mechanism, response, locale,)| ConnectionStartOk { client_properties, mechanism, response, locale })
+        let client_properties = field::arbitrary::table();
+        let mechanism = field::arbitrary::short_str();
+        let response = field::arbitrary::long_str();
+        let locale = field::arbitrary::short_str();
+        (client_properties, mechanism, response, locale,).prop_map(|v| ConnectionStartOk {
+            client_properties: v.0,
+            mechanism: v.1,
+            response: v.2,
+            locale: v.3,
+        })
     }
 
     pub(crate) fn connection_secure() -> impl Strategy<Value = ConnectionSecure> {
-        (field::arbitrary::long_str(),).prop_map(|(challenge,)| ConnectionSecure { challenge })
+        let challenge = field::arbitrary::long_str();
+        (challenge,).prop_map(|v| ConnectionSecure {
+            challenge: v.0,
+        })
     }
 
     pub(crate) fn connection_secure_ok() -> impl Strategy<Value = ConnectionSecureOk> {
-        (field::arbitrary::long_str(),).prop_map(|(response,)| ConnectionSecureOk { response })
+        let response = field::arbitrary::long_str();
+        (response,).prop_map(|v| ConnectionSecureOk {
+            response: v.0,
+        })
     }
 
     pub(crate) fn connection_tune() -> impl Strategy<Value = ConnectionTune> {
-        (any::<u16>(), any::<u32>(), any::<u16>(),).prop_map(|(channel_max, frame_max, heartbeat,)| ConnectionTune { channel_max, frame_max, heartbeat })
+        let channel_max = any::<u16>();
+        let frame_max = any::<u32>();
+        let heartbeat = any::<u16>();
+        (channel_max, frame_max, heartbeat,).prop_map(|v| ConnectionTune {
+            channel_max: v.0,
+            frame_max: v.1,
+            heartbeat: v.2,
+        })
     }
 
     pub(crate) fn connection_tune_ok() -> impl Strategy<Value = ConnectionTuneOk> {
-        (any::<u16>(), any::<u32>(), any::<u16>(),).prop_map(|(channel_max, frame_max, heartbeat,)| ConnectionTuneOk { channel_max, frame_max, heartbeat })
+        let channel_max = any::<u16>();
+        let frame_max = any::<u32>();
+        let heartbeat = any::<u16>();
+        (channel_max, frame_max, heartbeat,).prop_map(|v| ConnectionTuneOk {
+            channel_max: v.0,
+            frame_max: v.1,
+            heartbeat: v.2,
+        })
     }
 
     pub(crate) fn connection_open() -> impl Strategy<Value = ConnectionOpen> {
-        (field::arbitrary::short_str(),).prop_map(|(virtual_host,)| ConnectionOpen { virtual_host })
+        let virtual_host = field::arbitrary::short_str();
+        (virtual_host,).prop_map(|v| ConnectionOpen {
+            virtual_host: v.0,
+        })
     }
 
     pub(crate) fn connection_open_ok() -> impl Strategy<Value = ConnectionOpenOk> {
@@ -3016,7 +3232,16 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn connection_close() -> impl Strategy<Value = ConnectionClose> {
-        (any::<u16>(), field::arbitrary::short_str(), any::<u16>(), any::<u16>(),).prop_map(|(reply_code, reply_text, class_id, method_id,)| ConnectionClose { reply_code, reply_text, class_id, method_id })
+        let reply_code = any::<u16>();
+        let reply_text = field::arbitrary::short_str();
+        let class_id = any::<u16>();
+        let method_id = any::<u16>();
+        (reply_code, reply_text, class_id, method_id,).prop_map(|v| ConnectionClose {
+            reply_code: v.0,
+            reply_text: v.1,
+            class_id: v.2,
+            method_id: v.3,
+        })
     }
 
     pub(crate) fn connection_close_ok() -> impl Strategy<Value = ConnectionCloseOk> {
@@ -3024,7 +3249,10 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn connection_blocked() -> impl Strategy<Value = ConnectionBlocked> {
-        (field::arbitrary::short_str(),).prop_map(|(reason,)| ConnectionBlocked { reason })
+        let reason = field::arbitrary::short_str();
+        (reason,).prop_map(|v| ConnectionBlocked {
+            reason: v.0,
+        })
     }
 
     pub(crate) fn connection_unblocked() -> impl Strategy<Value = ConnectionUnblocked> {
@@ -3032,7 +3260,12 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn connection_update_secret() -> impl Strategy<Value = ConnectionUpdateSecret> {
-        (field::arbitrary::long_str(), field::arbitrary::short_str(),).prop_map(|(new_secret, reason,)| ConnectionUpdateSecret { new_secret, reason })
+        let new_secret = field::arbitrary::long_str();
+        let reason = field::arbitrary::short_str();
+        (new_secret, reason,).prop_map(|v| ConnectionUpdateSecret {
+            new_secret: v.0,
+            reason: v.1,
+        })
     }
 
     pub(crate) fn connection_update_secret_ok() -> impl Strategy<Value = ConnectionUpdateSecretOk> {
@@ -3048,15 +3281,30 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn channel_flow() -> impl Strategy<Value = ChannelFlow> {
-        (any::<bool>(),).prop_map(|(active,)| ChannelFlow { active })
+        let active = any::<bool>();
+        (active,).prop_map(|v| ChannelFlow {
+            active: v.0,
+        })
     }
 
     pub(crate) fn channel_flow_ok() -> impl Strategy<Value = ChannelFlowOk> {
-        (any::<bool>(),).prop_map(|(active,)| ChannelFlowOk { active })
+        let active = any::<bool>();
+        (active,).prop_map(|v| ChannelFlowOk {
+            active: v.0,
+        })
     }
 
     pub(crate) fn channel_close() -> impl Strategy<Value = ChannelClose> {
-        (any::<u16>(), field::arbitrary::short_str(), any::<u16>(), any::<u16>(),).prop_map(|(reply_code, reply_text, class_id, method_id,)| ChannelClose { reply_code, reply_text, class_id, method_id })
+        let reply_code = any::<u16>();
+        let reply_text = field::arbitrary::short_str();
+        let class_id = any::<u16>();
+        let method_id = any::<u16>();
+        (reply_code, reply_text, class_id, method_id,).prop_map(|v| ChannelClose {
+            reply_code: v.0,
+            reply_text: v.1,
+            class_id: v.2,
+            method_id: v.3,
+        })
     }
 
     pub(crate) fn channel_close_ok() -> impl Strategy<Value = ChannelCloseOk> {
@@ -3064,7 +3312,24 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn exchange_declare() -> impl Strategy<Value = ExchangeDeclare> {
-        (field::arbitrary::short_str(), field::arbitrary::short_str(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), field::arbitrary::table(),).prop_map(|(exchange, kind, passive, durable, auto_delete, internal, no_wait, arguments,)| ExchangeDeclare { exchange, kind, passive, durable, auto_delete, internal, no_wait, arguments })
+        let exchange = field::arbitrary::short_str();
+        let kind = field::arbitrary::short_str();
+        let passive = any::<bool>();
+        let durable = any::<bool>();
+        let auto_delete = any::<bool>();
+        let internal = any::<bool>();
+        let no_wait = any::<bool>();
+        let arguments = field::arbitrary::table();
+        (exchange, kind, passive, durable, auto_delete, internal, no_wait, arguments,).prop_map(|v| ExchangeDeclare {
+            exchange: v.0,
+            kind: v.1,
+            passive: v.2,
+            durable: v.3,
+            auto_delete: v.4,
+            internal: v.5,
+            no_wait: v.6,
+            arguments: v.7,
+        })
     }
 
     pub(crate) fn exchange_declare_ok() -> impl Strategy<Value = ExchangeDeclareOk> {
@@ -3072,7 +3337,14 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn exchange_delete() -> impl Strategy<Value = ExchangeDelete> {
-        (field::arbitrary::short_str(), any::<bool>(), any::<bool>(),).prop_map(|(exchange, if_unused, no_wait,)| ExchangeDelete { exchange, if_unused, no_wait })
+        let exchange = field::arbitrary::short_str();
+        let if_unused = any::<bool>();
+        let no_wait = any::<bool>();
+        (exchange, if_unused, no_wait,).prop_map(|v| ExchangeDelete {
+            exchange: v.0,
+            if_unused: v.1,
+            no_wait: v.2,
+        })
     }
 
     pub(crate) fn exchange_delete_ok() -> impl Strategy<Value = ExchangeDeleteOk> {
@@ -3080,7 +3352,18 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn exchange_bind() -> impl Strategy<Value = ExchangeBind> {
-        (field::arbitrary::short_str(), field::arbitrary::short_str(), field::arbitrary::short_str(), any::<bool>(), field::arbitrary::table(),).prop_map(|(destination, source, routing_key, no_wait, arguments,)| ExchangeBind { destination, source, routing_key, no_wait, arguments })
+        let destination = field::arbitrary::short_str();
+        let source = field::arbitrary::short_str();
+        let routing_key = field::arbitrary::short_str();
+        let no_wait = any::<bool>();
+        let arguments = field::arbitrary::table();
+        (destination, source, routing_key, no_wait, arguments,).prop_map(|v| ExchangeBind {
+            destination: v.0,
+            source: v.1,
+            routing_key: v.2,
+            no_wait: v.3,
+            arguments: v.4,
+        })
     }
 
     pub(crate) fn exchange_bind_ok() -> impl Strategy<Value = ExchangeBindOk> {
@@ -3088,7 +3371,18 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn exchange_unbind() -> impl Strategy<Value = ExchangeUnbind> {
-        (field::arbitrary::short_str(), field::arbitrary::short_str(), field::arbitrary::short_str(), any::<bool>(), field::arbitrary::table(),).prop_map(|(destination, source, routing_key, no_wait, arguments,)| ExchangeUnbind { destination, source, routing_key, no_wait, arguments })
+        let destination = field::arbitrary::short_str();
+        let source = field::arbitrary::short_str();
+        let routing_key = field::arbitrary::short_str();
+        let no_wait = any::<bool>();
+        let arguments = field::arbitrary::table();
+        (destination, source, routing_key, no_wait, arguments,).prop_map(|v| ExchangeUnbind {
+            destination: v.0,
+            source: v.1,
+            routing_key: v.2,
+            no_wait: v.3,
+            arguments: v.4,
+        })
     }
 
     pub(crate) fn exchange_unbind_ok() -> impl Strategy<Value = ExchangeUnbindOk> {
@@ -3096,15 +3390,48 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn queue_declare() -> impl Strategy<Value = QueueDeclare> {
-        (field::arbitrary::short_str(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), field::arbitrary::table(),).prop_map(|(queue, passive, durable, exclusive, auto_delete, no_wait, arguments,)| QueueDeclare { queue, passive, durable, exclusive, auto_delete, no_wait, arguments })
+        let queue = field::arbitrary::short_str();
+        let passive = any::<bool>();
+        let durable = any::<bool>();
+        let exclusive = any::<bool>();
+        let auto_delete = any::<bool>();
+        let no_wait = any::<bool>();
+        let arguments = field::arbitrary::table();
+        (queue, passive, durable, exclusive, auto_delete, no_wait, arguments,).prop_map(|v| QueueDeclare {
+            queue: v.0,
+            passive: v.1,
+            durable: v.2,
+            exclusive: v.3,
+            auto_delete: v.4,
+            no_wait: v.5,
+            arguments: v.6,
+        })
     }
 
     pub(crate) fn queue_declare_ok() -> impl Strategy<Value = QueueDeclareOk> {
-        (field::arbitrary::short_str(), any::<u32>(), any::<u32>(),).prop_map(|(queue, message_count, consumer_count,)| QueueDeclareOk { queue, message_count, consumer_count })
+        let queue = field::arbitrary::short_str();
+        let message_count = any::<u32>();
+        let consumer_count = any::<u32>();
+        (queue, message_count, consumer_count,).prop_map(|v| QueueDeclareOk {
+            queue: v.0,
+            message_count: v.1,
+            consumer_count: v.2,
+        })
     }
 
     pub(crate) fn queue_bind() -> impl Strategy<Value = QueueBind> {
-        (field::arbitrary::short_str(), field::arbitrary::short_str(), field::arbitrary::short_str(), any::<bool>(), field::arbitrary::table(),).prop_map(|(queue, exchange, routing_key, no_wait, arguments,)| QueueBind { queue, exchange, routing_key, no_wait, arguments })
+        let queue = field::arbitrary::short_str();
+        let exchange = field::arbitrary::short_str();
+        let routing_key = field::arbitrary::short_str();
+        let no_wait = any::<bool>();
+        let arguments = field::arbitrary::table();
+        (queue, exchange, routing_key, no_wait, arguments,).prop_map(|v| QueueBind {
+            queue: v.0,
+            exchange: v.1,
+            routing_key: v.2,
+            no_wait: v.3,
+            arguments: v.4,
+        })
     }
 
     pub(crate) fn queue_bind_ok() -> impl Strategy<Value = QueueBindOk> {
@@ -3112,23 +3439,52 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn queue_purge() -> impl Strategy<Value = QueuePurge> {
-        (field::arbitrary::short_str(), any::<bool>(),).prop_map(|(queue, no_wait,)| QueuePurge { queue, no_wait })
+        let queue = field::arbitrary::short_str();
+        let no_wait = any::<bool>();
+        (queue, no_wait,).prop_map(|v| QueuePurge {
+            queue: v.0,
+            no_wait: v.1,
+        })
     }
 
     pub(crate) fn queue_purge_ok() -> impl Strategy<Value = QueuePurgeOk> {
-        (any::<u32>(),).prop_map(|(message_count,)| QueuePurgeOk { message_count })
+        let message_count = any::<u32>();
+        (message_count,).prop_map(|v| QueuePurgeOk {
+            message_count: v.0,
+        })
     }
 
     pub(crate) fn queue_delete() -> impl Strategy<Value = QueueDelete> {
-        (field::arbitrary::short_str(), any::<bool>(), any::<bool>(), any::<bool>(),).prop_map(|(queue, if_unused, if_empty, no_wait,)| QueueDelete { queue, if_unused, if_empty, no_wait })
+        let queue = field::arbitrary::short_str();
+        let if_unused = any::<bool>();
+        let if_empty = any::<bool>();
+        let no_wait = any::<bool>();
+        (queue, if_unused, if_empty, no_wait,).prop_map(|v| QueueDelete {
+            queue: v.0,
+            if_unused: v.1,
+            if_empty: v.2,
+            no_wait: v.3,
+        })
     }
 
     pub(crate) fn queue_delete_ok() -> impl Strategy<Value = QueueDeleteOk> {
-        (any::<u32>(),).prop_map(|(message_count,)| QueueDeleteOk { message_count })
+        let message_count = any::<u32>();
+        (message_count,).prop_map(|v| QueueDeleteOk {
+            message_count: v.0,
+        })
     }
 
     pub(crate) fn queue_unbind() -> impl Strategy<Value = QueueUnbind> {
-        (field::arbitrary::short_str(), field::arbitrary::short_str(), field::arbitrary::short_str(), field::arbitrary::table(),).prop_map(|(queue, exchange, routing_key, arguments,)| QueueUnbind { queue, exchange, routing_key, arguments })
+        let queue = field::arbitrary::short_str();
+        let exchange = field::arbitrary::short_str();
+        let routing_key = field::arbitrary::short_str();
+        let arguments = field::arbitrary::table();
+        (queue, exchange, routing_key, arguments,).prop_map(|v| QueueUnbind {
+            queue: v.0,
+            exchange: v.1,
+            routing_key: v.2,
+            arguments: v.3,
+        })
     }
 
     pub(crate) fn queue_unbind_ok() -> impl Strategy<Value = QueueUnbindOk> {
@@ -3136,7 +3492,14 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn basic_qos() -> impl Strategy<Value = BasicQos> {
-        (any::<u32>(), any::<u16>(), any::<bool>(),).prop_map(|(prefetch_size, prefetch_count, global,)| BasicQos { prefetch_size, prefetch_count, global })
+        let prefetch_size = any::<u32>();
+        let prefetch_count = any::<u16>();
+        let global = any::<bool>();
+        (prefetch_size, prefetch_count, global,).prop_map(|v| BasicQos {
+            prefetch_size: v.0,
+            prefetch_count: v.1,
+            global: v.2,
+        })
     }
 
     pub(crate) fn basic_qos_ok() -> impl Strategy<Value = BasicQosOk> {
@@ -3144,39 +3507,110 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn basic_consume() -> impl Strategy<Value = BasicConsume> {
-        (field::arbitrary::short_str(), field::arbitrary::short_str(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), field::arbitrary::table(),).prop_map(|(queue, consumer_tag, no_local, no_ack, exclusive, no_wait, arguments,)| BasicConsume { queue, consumer_tag, no_local, no_ack, exclusive, no_wait, arguments })
+        let queue = field::arbitrary::short_str();
+        let consumer_tag = field::arbitrary::short_str();
+        let no_local = any::<bool>();
+        let no_ack = any::<bool>();
+        let exclusive = any::<bool>();
+        let no_wait = any::<bool>();
+        let arguments = field::arbitrary::table();
+        (queue, consumer_tag, no_local, no_ack, exclusive, no_wait, arguments,).prop_map(|v| BasicConsume {
+            queue: v.0,
+            consumer_tag: v.1,
+            no_local: v.2,
+            no_ack: v.3,
+            exclusive: v.4,
+            no_wait: v.5,
+            arguments: v.6,
+        })
     }
 
     pub(crate) fn basic_consume_ok() -> impl Strategy<Value = BasicConsumeOk> {
-        (field::arbitrary::short_str(),).prop_map(|(consumer_tag,)| BasicConsumeOk { consumer_tag })
+        let consumer_tag = field::arbitrary::short_str();
+        (consumer_tag,).prop_map(|v| BasicConsumeOk {
+            consumer_tag: v.0,
+        })
     }
 
     pub(crate) fn basic_cancel() -> impl Strategy<Value = BasicCancel> {
-        (field::arbitrary::short_str(), any::<bool>(),).prop_map(|(consumer_tag, no_wait,)| BasicCancel { consumer_tag, no_wait })
+        let consumer_tag = field::arbitrary::short_str();
+        let no_wait = any::<bool>();
+        (consumer_tag, no_wait,).prop_map(|v| BasicCancel {
+            consumer_tag: v.0,
+            no_wait: v.1,
+        })
     }
 
     pub(crate) fn basic_cancel_ok() -> impl Strategy<Value = BasicCancelOk> {
-        (field::arbitrary::short_str(),).prop_map(|(consumer_tag,)| BasicCancelOk { consumer_tag })
+        let consumer_tag = field::arbitrary::short_str();
+        (consumer_tag,).prop_map(|v| BasicCancelOk {
+            consumer_tag: v.0,
+        })
     }
 
     pub(crate) fn basic_publish() -> impl Strategy<Value = BasicPublish> {
-        (field::arbitrary::short_str(), field::arbitrary::short_str(), any::<bool>(), any::<bool>(),).prop_map(|(exchange, routing_key, mandatory, immediate,)| BasicPublish { exchange, routing_key, mandatory, immediate })
+        let exchange = field::arbitrary::short_str();
+        let routing_key = field::arbitrary::short_str();
+        let mandatory = any::<bool>();
+        let immediate = any::<bool>();
+        (exchange, routing_key, mandatory, immediate,).prop_map(|v| BasicPublish {
+            exchange: v.0,
+            routing_key: v.1,
+            mandatory: v.2,
+            immediate: v.3,
+        })
     }
 
     pub(crate) fn basic_return() -> impl Strategy<Value = BasicReturn> {
-        (any::<u16>(), field::arbitrary::short_str(), field::arbitrary::short_str(), field::arbitrary::short_str(),).prop_map(|(reply_code, reply_text, exchange, routing_key,)| BasicReturn { reply_code, reply_text, exchange, routing_key })
+        let reply_code = any::<u16>();
+        let reply_text = field::arbitrary::short_str();
+        let exchange = field::arbitrary::short_str();
+        let routing_key = field::arbitrary::short_str();
+        (reply_code, reply_text, exchange, routing_key,).prop_map(|v| BasicReturn {
+            reply_code: v.0,
+            reply_text: v.1,
+            exchange: v.2,
+            routing_key: v.3,
+        })
     }
 
     pub(crate) fn basic_deliver() -> impl Strategy<Value = BasicDeliver> {
-        (field::arbitrary::short_str(), any::<u64>(), any::<bool>(), field::arbitrary::short_str(), field::arbitrary::short_str(),).prop_map(|(consumer_tag, delivery_tag, redelivered, exchange, routing_key,)| BasicDeliver { consumer_tag, delivery_tag, redelivered, exchange, routing_key })
+        let consumer_tag = field::arbitrary::short_str();
+        let delivery_tag = any::<u64>();
+        let redelivered = any::<bool>();
+        let exchange = field::arbitrary::short_str();
+        let routing_key = field::arbitrary::short_str();
+        (consumer_tag, delivery_tag, redelivered, exchange, routing_key,).prop_map(|v| BasicDeliver {
+            consumer_tag: v.0,
+            delivery_tag: v.1,
+            redelivered: v.2,
+            exchange: v.3,
+            routing_key: v.4,
+        })
     }
 
     pub(crate) fn basic_get() -> impl Strategy<Value = BasicGet> {
-        (field::arbitrary::short_str(), any::<bool>(),).prop_map(|(queue, no_ack,)| BasicGet { queue, no_ack })
+        let queue = field::arbitrary::short_str();
+        let no_ack = any::<bool>();
+        (queue, no_ack,).prop_map(|v| BasicGet {
+            queue: v.0,
+            no_ack: v.1,
+        })
     }
 
     pub(crate) fn basic_get_ok() -> impl Strategy<Value = BasicGetOk> {
-        (any::<u64>(), any::<bool>(), field::arbitrary::short_str(), field::arbitrary::short_str(), any::<u32>(),).prop_map(|(delivery_tag, redelivered, exchange, routing_key, message_count,)| BasicGetOk { delivery_tag, redelivered, exchange, routing_key, message_count })
+        let delivery_tag = any::<u64>();
+        let redelivered = any::<bool>();
+        let exchange = field::arbitrary::short_str();
+        let routing_key = field::arbitrary::short_str();
+        let message_count = any::<u32>();
+        (delivery_tag, redelivered, exchange, routing_key, message_count,).prop_map(|v| BasicGetOk {
+            delivery_tag: v.0,
+            redelivered: v.1,
+            exchange: v.2,
+            routing_key: v.3,
+            message_count: v.4,
+        })
     }
 
     pub(crate) fn basic_get_empty() -> impl Strategy<Value = BasicGetEmpty> {
@@ -3184,19 +3618,35 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn basic_ack() -> impl Strategy<Value = BasicAck> {
-        (any::<u64>(), any::<bool>(),).prop_map(|(delivery_tag, multiple,)| BasicAck { delivery_tag, multiple })
+        let delivery_tag = any::<u64>();
+        let multiple = any::<bool>();
+        (delivery_tag, multiple,).prop_map(|v| BasicAck {
+            delivery_tag: v.0,
+            multiple: v.1,
+        })
     }
 
     pub(crate) fn basic_reject() -> impl Strategy<Value = BasicReject> {
-        (any::<u64>(), any::<bool>(),).prop_map(|(delivery_tag, requeue,)| BasicReject { delivery_tag, requeue })
+        let delivery_tag = any::<u64>();
+        let requeue = any::<bool>();
+        (delivery_tag, requeue,).prop_map(|v| BasicReject {
+            delivery_tag: v.0,
+            requeue: v.1,
+        })
     }
 
     pub(crate) fn basic_recover_async() -> impl Strategy<Value = BasicRecoverAsync> {
-        (any::<bool>(),).prop_map(|(requeue,)| BasicRecoverAsync { requeue })
+        let requeue = any::<bool>();
+        (requeue,).prop_map(|v| BasicRecoverAsync {
+            requeue: v.0,
+        })
     }
 
     pub(crate) fn basic_recover() -> impl Strategy<Value = BasicRecover> {
-        (any::<bool>(),).prop_map(|(requeue,)| BasicRecover { requeue })
+        let requeue = any::<bool>();
+        (requeue,).prop_map(|v| BasicRecover {
+            requeue: v.0,
+        })
     }
 
     pub(crate) fn basic_recover_ok() -> impl Strategy<Value = BasicRecoverOk> {
@@ -3204,7 +3654,14 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn basic_nack() -> impl Strategy<Value = BasicNack> {
-        (any::<u64>(), any::<bool>(), any::<bool>(),).prop_map(|(delivery_tag, multiple, requeue,)| BasicNack { delivery_tag, multiple, requeue })
+        let delivery_tag = any::<u64>();
+        let multiple = any::<bool>();
+        let requeue = any::<bool>();
+        (delivery_tag, multiple, requeue,).prop_map(|v| BasicNack {
+            delivery_tag: v.0,
+            multiple: v.1,
+            requeue: v.2,
+        })
     }
 
     pub(crate) fn tx_select() -> impl Strategy<Value = TxSelect> {
@@ -3232,98 +3689,122 @@ pub(crate) mod arbitrary {
     }
 
     pub(crate) fn confirm_select() -> impl Strategy<Value = ConfirmSelect> {
-        (any::<bool>(),).prop_map(|(nowait,)| ConfirmSelect { nowait })
+        let nowait = any::<bool>();
+        (nowait,).prop_map(|v| ConfirmSelect {
+            nowait: v.0,
+        })
     }
 
     pub(crate) fn confirm_select_ok() -> impl Strategy<Value = ConfirmSelectOk> {
         Just(ConfirmSelectOk)
     }
 
+    /// Every method's strategy beside its name, so a test can cover each one.
+    pub(crate) fn methods() -> Vec<(&'static str, BoxedStrategy<Method>)> {
+        vec![
+            (ConnectionStart::NAME, connection_start().prop_map(Method::from).boxed()),
+            (ConnectionStartOk::NAME, connection_start_ok().prop_map(Method::from).boxed()),
+            (ConnectionSecure::NAME, connection_secure().prop_map(Method::from).boxed()),
+            (ConnectionSecureOk::NAME, connection_secure_ok().prop_map(Method::from).boxed()),
+            (ConnectionTune::NAME, connection_tune().prop_map(Method::from).boxed()),
+            (ConnectionTuneOk::NAME, connection_tune_ok().prop_map(Method::from).boxed()),
+            (ConnectionOpen::NAME, connection_open().prop_map(Method::from).boxed()),
+            (ConnectionOpenOk::NAME, connection_open_ok().prop_map(Method::from).boxed()),
+            (ConnectionClose::NAME, connection_close().prop_map(Method::from).boxed()),
+            (ConnectionCloseOk::NAME, connection_close_ok().prop_map(Method::from).boxed()),
+            (ConnectionBlocked::NAME, connection_blocked().prop_map(Method::from).boxed()),
+            (ConnectionUnblocked::NAME, connection_unblocked().prop_map(Method::from).boxed()),
+            (ConnectionUpdateSecret::NAME, connection_update_secret().prop_map(Method::from).boxed()),
+            (ConnectionUpdateSecretOk::NAME, connection_update_secret_ok().prop_map(Method::from).boxed()),
+            (ChannelOpen::NAME, channel_open().prop_map(Method::from).boxed()),
+            (ChannelOpenOk::NAME, channel_open_ok().prop_map(Method::from).boxed()),
+            (ChannelFlow::NAME, channel_flow().prop_map(Method::from).boxed()),
+            (ChannelFlowOk::NAME, channel_flow_ok().prop_map(Method::from).boxed()),
+            (ChannelClose::NAME, channel_close().prop_map(Method::from).boxed()),
+            (ChannelCloseOk::NAME, channel_close_ok().prop_map(Method::from).boxed()),
+            (ExchangeDeclare::NAME, exchange_declare().prop_map(Method::from).boxed()),
+            (ExchangeDeclareOk::NAME, exchange_declare_ok().prop_map(Method::from).boxed()),
+            (ExchangeDelete::NAME, exchange_delete().prop_map(Method::from).boxed()),
+            (ExchangeDeleteOk::NAME, exchange_delete_ok().prop_map(Method::from).boxed()),
+            (ExchangeBind::NAME, exchange_bind().prop_map(Method::from).boxed()),
+            (ExchangeBindOk::NAME, exchange_bind_ok().prop_map(Method::from).boxed()),
+            (ExchangeUnbind::NAME, exchange_unbind().prop_map(Method::from).boxed()),
+            (ExchangeUnbindOk::NAME, exchange_unbind_ok().prop_map(Method::from).boxed()),
+            (QueueDeclare::NAME, queue_declare().prop_map(Method::from).boxed()),
+            (QueueDeclareOk::NAME, queue_declare_ok().prop_map(Method::from).boxed()),
+            (QueueBind::NAME, queue_bind().prop_map(Method::from).boxed()),
+            (QueueBindOk::NAME, queue_bind_ok().prop_map(Method::from).boxed()),
+            (QueuePurge::NAME, queue_purge().prop_map(Method::from).boxed()),
+            (QueuePurgeOk::NAME, queue_purge_ok().prop_map(Method::from).boxed()),
+            (QueueDelete::NAME, queue_delete().prop_map(Method::from).boxed()),
+            (QueueDeleteOk::NAME, queue_delete_ok().prop_map(Method::from).boxed()),
+            (QueueUnbind::NAME, queue_unbind().prop_map(Method::from).boxed()),
+            (QueueUnbindOk::NAME, queue_unbind_ok().prop_map(Method::from).boxed()),
+            (BasicQos::NAME, basic_qos().prop_map(Method::from).boxed()),
+            (BasicQosOk::NAME, basic_qos_ok().prop_map(Method::from).boxed()),
+            (BasicConsume::NAME, basic_consume().prop_map(Method::from).boxed()),
+            (BasicConsumeOk::NAME, basic_consume_ok().prop_map(Method::from).boxed()),
+            (BasicCancel::NAME, basic_cancel().prop_map(Method::from).boxed()),
+            (BasicCancelOk::NAME, basic_cancel_ok().prop_map(Method::from).boxed()),
+            (BasicPublish::NAME, basic_publish().prop_map(Method::from).boxed()),
+            (BasicReturn::NAME, basic_return().prop_map(Method::from).boxed()),
+            (BasicDeliver::NAME, basic_deliver().prop_map(Method::from).boxed()),
+            (BasicGet::NAME, basic_get().prop_map(Method::from).boxed()),
+            (BasicGetOk::NAME, basic_get_ok().prop_map(Method::from).boxed()),
+            (BasicGetEmpty::NAME, basic_get_empty().prop_map(Method::from).boxed()),
+            (BasicAck::NAME, basic_ack().prop_map(Method::from).boxed()),
+            (BasicReject::NAME, basic_reject().prop_map(Method::from).boxed()),
+            (BasicRecoverAsync::NAME, basic_recover_async().prop_map(Method::from).boxed()),
+            (BasicRecover::NAME, basic_recover().prop_map(Method::from).boxed()),
+            (BasicRecoverOk::NAME, basic_recover_ok().prop_map(Method::from).boxed()),
+            (BasicNack::NAME, basic_nack().prop_map(Method::from).boxed()),
+            (TxSelect::NAME, tx_select().prop_map(Method::from).boxed()),
+            (TxSelectOk::NAME, tx_select_ok().prop_map(Method::from).boxed()),
+            (TxCommit::NAME, tx_commit().prop_map(Method::from).boxed()),
+            (TxCommitOk::NAME, tx_commit_ok().prop_map(Method::from).boxed()),
+            (TxRollback::NAME, tx_rollback().prop_map(Method::from).boxed()),
+            (TxRollbackOk::NAME, tx_rollback_ok().prop_map(Method::from).boxed()),
+            (ConfirmSelect::NAME, confirm_select().prop_map(Method::from).boxed()),
+            (ConfirmSelectOk::NAME, confirm_select_ok().prop_map(Method::from).boxed()),
+        ]
+    }
+
     pub(crate) fn method() -> impl Strategy<Value = Method> {
-        Union::new(vec![
-            connection_start().prop_map(Method::ConnectionStart).boxed(),
-            connection_start_ok().prop_map(Method::ConnectionStartOk).boxed(),
-            connection_secure().prop_map(Method::ConnectionSecure).boxed(),
-            connection_secure_ok().prop_map(Method::ConnectionSecureOk).boxed(),
-            connection_tune().prop_map(Method::ConnectionTune).boxed(),
-            connection_tune_ok().prop_map(Method::ConnectionTuneOk).boxed(),
-            connection_open().prop_map(Method::ConnectionOpen).boxed(),
-            connection_open_ok().prop_map(Method::ConnectionOpenOk).boxed(),
-            connection_close().prop_map(Method::ConnectionClose).boxed(),
-            connection_close_ok().prop_map(Method::ConnectionCloseOk).boxed(),
-            connection_blocked().prop_map(Method::ConnectionBlocked).boxed(),
-            connection_unblocked().prop_map(Method::ConnectionUnblocked).boxed(),
-            connection_update_secret().prop_map(Method::ConnectionUpdateSecret).boxed(),
-            connection_update_secret_ok().prop_map(Method::ConnectionUpdateSecretOk).boxed(),
-            channel_open().prop_map(Method::ChannelOpen).boxed(),
-            channel_open_ok().prop_map(Method::ChannelOpenOk).boxed(),
-            channel_flow().prop_map(Method::ChannelFlow).boxed(),
-            channel_flow_ok().prop_map(Method::ChannelFlowOk).boxed(),
-            channel_close().prop_map(Method::ChannelClose).boxed(),
-            channel_close_ok().prop_map(Method::ChannelCloseOk).boxed(),
-            exchange_declare().prop_map(Method::ExchangeDeclare).boxed(),
-            exchange_declare_ok().prop_map(Method::ExchangeDeclareOk).boxed(),
-            exchange_delete().prop_map(Method::ExchangeDelete).boxed(),
-            exchange_delete_ok().prop_map(Method::ExchangeDeleteOk).boxed(),
-            exchange_bind().prop_map(Method::ExchangeBind).boxed(),
-            exchange_bind_ok().prop_map(Method::ExchangeBindOk).boxed(),
-            exchange_unbind().prop_map(Method::ExchangeUnbind).boxed(),
-            exchange_unbind_ok().prop_map(Method::ExchangeUnbindOk).boxed(),
-            queue_declare().prop_map(Method::QueueDeclare).boxed(),
-            queue_declare_ok().prop_map(Method::QueueDeclareOk).boxed(),
-            queue_bind().prop_map(Method::QueueBind).boxed(),
-            queue_bind_ok().prop_map(Method::QueueBindOk).boxed(),
-            queue_purge().prop_map(Method::QueuePurge).boxed(),
-            queue_purge_ok().prop_map(Method::QueuePurgeOk).boxed(),
-            queue_delete().prop_map(Method::QueueDelete).boxed(),
-            queue_delete_ok().prop_map(Method::QueueDeleteOk).boxed(),
-            queue_unbind().prop_map(Method::QueueUnbind).boxed(),
-            queue_unbind_ok().prop_map(Method::QueueUnbindOk).boxed(),
-            basic_qos().prop_map(Method::BasicQos).boxed(),
-            basic_qos_ok().prop_map(Method::BasicQosOk).boxed(),
-            basic_consume().prop_map(Method::BasicConsume).boxed(),
-            basic_consume_ok().prop_map(Method::BasicConsumeOk).boxed(),
-            basic_cancel().prop_map(Method::BasicCancel).boxed(),
-            basic_cancel_ok().prop_map(Method::BasicCancelOk).boxed(),
-            basic_publish().prop_map(Method::BasicPublish).boxed(),
-            basic_return().prop_map(Method::BasicReturn).boxed(),
-            basic_deliver().prop_map(Method::BasicDeliver).boxed(),
-            basic_get().prop_map(Method::BasicGet).boxed(),
-            basic_get_ok().prop_map(Method::BasicGetOk).boxed(),
-            basic_get_empty().prop_map(Method::BasicGetEmpty).boxed(),
-            basic_ack().prop_map(Method::BasicAck).boxed(),
-            basic_reject().prop_map(Method::BasicReject).boxed(),
-            basic_recover_async().prop_map(Method::BasicRecoverAsync).boxed(),
-            basic_recover().prop_map(Method::BasicRecover).boxed(),
-            basic_recover_ok().prop_map(Method::BasicRecoverOk).boxed(),
-            basic_nack().prop_map(Method::BasicNack).boxed(),
-            tx_select().prop_map(Method::TxSelect).boxed(),
-            tx_select_ok().prop_map(Method::TxSelectOk).boxed(),
-            tx_commit().prop_map(Method::TxCommit).boxed(),
-            tx_commit_ok().prop_map(Method::TxCommitOk).boxed(),
-            tx_rollback().prop_map(Method::TxRollback).boxed(),
-            tx_rollback_ok().prop_map(Method::TxRollbackOk).boxed(),
-            confirm_select().prop_map(Method::ConfirmSelect).boxed(),
-            confirm_select_ok().prop_map(Method::ConfirmSelectOk).boxed(),
-        ])
+        Union::new(methods().into_iter().map(|(_, strategy)| strategy))
     }
 
     pub(crate) fn properties() -> impl Strategy<Value = BasicProperties> {
-        ((proptest::option::of(field::arbitrary::short_str()), proptest::option::of(field::arbitrary::short_str()), proptest::option::of(field::arbitrary::table()), proptest::option::of(any::<u8>()), proptest::option::of(any::<u8>()), proptest::option::of(field::arbitrary::short_str()), proptest::option::of(field::arbitrary::short_str()),), (proptest::option::of(field::arbitrary::short_str()), proptest::option::of(field::arbitrary::short_str()), proptest::option::of(any::<u64>()), proptest::option::of(field::arbitrary::short_str()), proptest::option::of(field::arbitrary::short_str()), proptest::option::of(field::arbitrary::short_str()), proptest::option::of(field::arbitrary::short_str()),)).prop_map(|((content_type, content_encoding, headers, delivery_mode, priority, correlation_id, reply_to,), (expiration, message_id, timestamp, kind, user_id, app_id, cluster_id,))| BasicProperties {
-            content_type,
-            content_encoding,
-            headers,
-            delivery_mode,
-            priority,
-            correlation_id,
-            reply_to,
-            expiration,
-            message_id,
-            timestamp,
-            kind,
-            user_id,
-            app_id,
-            cluster_id,
+        let content_type = proptest::option::of(field::arbitrary::short_str());
+        let content_encoding = proptest::option::of(field::arbitrary::short_str());
+        let headers = proptest::option::of(field::arbitrary::table());
+        let delivery_mode = proptest::option::of(any::<u8>());
+        let priority = proptest::option::of(any::<u8>());
+        let correlation_id = proptest::option::of(field::arbitrary::short_str());
+        let reply_to = proptest::option::of(field::arbitrary::short_str());
+        let expiration = proptest::option::of(field::arbitrary::short_str());
+        let message_id = proptest::option::of(field::arbitrary::short_str());
+        let timestamp = proptest::option::of(any::<u64>());
+        let kind = proptest::option::of(field::arbitrary::short_str());
+        let user_id = proptest::option::of(field::arbitrary::short_str());
+        let app_id = proptest::option::of(field::arbitrary::short_str());
+        let cluster_id = proptest::option::of(field::arbitrary::short_str());
+        let first = (content_type, content_encoding, headers, delivery_mode, priority, correlation_id, reply_to,);
+        let second = (expiration, message_id, timestamp, kind, user_id, app_id, cluster_id,);
+        (first, second).prop_map(|(a, b)| BasicProperties {
+            content_type: a.0,
+            content_encoding: a.1,
+            headers: a.2,
+            delivery_mode: a.3,
+            priority: a.4,
+            correlation_id: a.5,
+            reply_to: a.6,
+            expiration: b.0,
+            message_id: b.1,
+            timestamp: b.2,
+            kind: b.3,
+            user_id: b.4,
+            app_id: b.5,
+            cluster_id: b.6,
         })
     }
 }

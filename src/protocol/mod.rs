@@ -10,6 +10,8 @@ pub mod frame;
 pub mod fuzz;
 #[rustfmt::skip]
 mod generated;
+#[cfg(test)]
+mod method_tests;
 mod protocol_header;
 mod wire;
 
