@@ -90,7 +90,11 @@ pub(super) async fn run(
         ..
     } = conn;
     drop(writer);
-    let _ = writer_task.await;
+    // A client that stopped reading can leave the writer stuck on a full socket forever.
+    let mut writer_task = writer_task;
+    if timeout(CLOSE_OK_TIMEOUT, &mut writer_task).await.is_err() {
+        writer_task.abort();
+    }
     info!(
         %peer,
         user = user.as_deref().unwrap_or_default(),
@@ -206,7 +210,8 @@ impl Connection {
                     class_id: error.class_id,
                     method_id: error.method_id,
                 });
-                if self.send(0, &close).await.is_ok() {
+                let sent = timeout(CLOSE_OK_TIMEOUT, self.send(0, &close)).await;
+                if matches!(sent, Ok(Ok(()))) {
                     self.await_close_ok().await;
                 }
                 error.to_string()

@@ -22,7 +22,7 @@ pub struct Tuned {
 }
 
 /// Checks the client's tune-ok against what we offered. A 0 channel_max or frame_max takes
-/// ours (RabbitMQ refuses 0; we are lenient, see docs/compatibility.md). Values above ours, or a
+/// ours (RabbitMQ 3.10 drops the connection on 0; we are lenient on purpose). Values above ours, or a
 /// frame_max under 4096, get RabbitMQ's 530 texts. The heartbeat is the client's: it has
 /// already negotiated from our proposal, and overriding a 0 would disconnect clients that
 /// turned heartbeats off.
@@ -295,5 +295,86 @@ pub(super) fn read_end(error: ReadError) -> End {
         ReadError::Eof => End::Drop("client unexpectedly closed TCP connection".into()),
         ReadError::Io(e) => End::Drop(format!("socket error: {e}")),
         ReadError::Frame(e) => End::Close((&e).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn tune_ok(channel_max: u16, frame_max: u32, heartbeat: u16) -> ConnectionTuneOk {
+        ConnectionTuneOk {
+            channel_max,
+            frame_max,
+            heartbeat,
+        }
+    }
+
+    #[test]
+    fn negotiation() {
+        let config = Config::default();
+        let tuned = |c, f, h| negotiate(&config, &tune_ok(c, f, h));
+        assert_eq!(
+            tuned(0, 0, 0).unwrap(),
+            Tuned {
+                channel_max: 2047,
+                frame_max: 131_072,
+                heartbeat: 0
+            }
+        );
+        assert_eq!(
+            tuned(10, 4096, 30).unwrap(),
+            Tuned {
+                channel_max: 10,
+                frame_max: 4096,
+                heartbeat: 30
+            }
+        );
+        let refused = tuned(2048, 4096, 0).unwrap_err();
+        assert_eq!(
+            refused.reply_text().as_str(),
+            "NOT_ALLOWED - negotiated channel_max = 2048 is higher than the maximum allowed value (2047)"
+        );
+        assert_eq!((refused.class_id, refused.method_id), (10, 30));
+        assert_eq!(
+            tuned(1, 4095, 0).unwrap_err().text,
+            "negotiated frame_max = 4095 is lower than the minimum allowed value (4096)"
+        );
+        assert_eq!(
+            tuned(1, 131_073, 0).unwrap_err().text,
+            "negotiated frame_max = 131073 is higher than the maximum allowed value (131072)"
+        );
+    }
+
+    #[test]
+    fn client_properties() {
+        let mut caps = FieldTable::new();
+        caps.insert("authentication_failure_close", true);
+        let mut props = FieldTable::new();
+        assert!(!wants_auth_failure_close(&props));
+        props.insert("capabilities", caps);
+        props.insert("connection_name", "orders");
+        assert!(wants_auth_failure_close(&props));
+        assert_eq!(connection_name(&props).as_deref(), Some("orders"));
+        let mut off = FieldTable::new();
+        off.insert("authentication_failure_close", false);
+        let mut props = FieldTable::new();
+        props.insert("capabilities", off);
+        assert!(!wants_auth_failure_close(&props));
+        assert_eq!(connection_name(&props), None);
+    }
+
+    #[test]
+    fn server_properties_advertise_only_what_works() {
+        let props = server_properties();
+        let Some(FieldValue::Table(caps)) = props.get("capabilities") else {
+            unreachable!()
+        };
+        assert_eq!(caps.len(), 1);
+        assert_eq!(
+            caps.get("authentication_failure_close"),
+            Some(&FieldValue::Bool(true))
+        );
     }
 }
