@@ -166,10 +166,15 @@ async fn refused_logins() {
 
     // An unknown mechanism: a silent close, as RabbitMQ does before login.
     let unknown_mechanism = start_ok("connection/unknown_mechanism", "FOO", Bytes::new(), true);
-    start(server.addr, unknown_mechanism)
-        .await
-        .expect_eof()
-        .await;
+    let mut c = start(server.addr, unknown_mechanism).await;
+    let started = Instant::now();
+    c.expect_eof().await;
+    // RabbitMQ's silent-close delay.
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
 
     let mut deep = FieldTable::new();
     deep.insert("leaf", true);

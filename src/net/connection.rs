@@ -20,12 +20,17 @@ use crate::protocol::{ConnectionClose, ConnectionCloseOk, Frame, Method};
 
 /// How long we wait for close-ok after sending connection.close.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+/// RabbitMQ's `SILENT_CLOSE_DELAY`: a client failing the handshake before login waits this
+/// long for its socket to close, so failed logins cannot be retried in a tight loop.
+const SILENT_CLOSE_DELAY: Duration = Duration::from_secs(3);
 
 /// How a connection ends; the reason goes to the log.
 #[derive(Debug)]
 pub(super) enum End {
     /// Close the socket without a close handshake.
     Drop(String),
+    /// Close the socket without a close handshake after `SILENT_CLOSE_DELAY`.
+    Refuse(String),
     /// Send connection.close with this error, wait for close-ok, close the socket.
     Close(AmqpError),
     /// The client sent connection.close (its reply text) and got its close-ok.
@@ -201,6 +206,11 @@ impl Connection {
     async fn finish(&mut self, end: End) -> String {
         match end {
             End::Drop(reason) => reason,
+            End::Refuse(reason) => {
+                warn!(peer = %self.peer, reason = %reason, "refusing connection");
+                tokio::time::sleep(SILENT_CLOSE_DELAY).await;
+                reason
+            }
             End::ClientClosed(text) => format!("client closed the connection: {text}"),
             End::Close(error) => {
                 warn!(peer = %self.peer, error = %error, "closing connection with an error");

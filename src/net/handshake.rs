@@ -108,8 +108,10 @@ pub fn connection_name(client_properties: &FieldTable) -> Option<String> {
 }
 
 impl Connection {
-    /// Runs the handshake up to open-ok. Before start-ok is understood, failures drop the
-    /// socket without a close (RabbitMQ does not trust the peer yet); after it, they close.
+    /// Runs the handshake up to open-ok. Before the login succeeds, failures close the socket
+    /// without a close method after a delay (RabbitMQ does not trust the peer yet; a refused
+    /// login is told with 403 only to clients with `authentication_failure_close`); after it,
+    /// they send connection.close.
     pub(super) async fn handshake(&mut self) -> Result<(), End> {
         match self.reader.protocol_header().await {
             Ok(HeaderCheck::Valid) => {}
@@ -141,12 +143,12 @@ impl Connection {
                 method: Method::ConnectionClose(close),
             }) => return Err(self.client_close(close.reply_text.as_str()).await),
             Ok(other) => {
-                return Err(End::Drop(format!(
+                return Err(End::Refuse(format!(
                     "expected connection.start-ok, got {}",
                     describe(&other)
                 )))
             }
-            Err(ReadError::Frame(e)) => return Err(End::Drop(e.to_string())),
+            Err(ReadError::Frame(e)) => return Err(End::Refuse(e.to_string())),
             Err(e) => return Err(read_end(e)),
         };
         self.authenticate(&start_ok)?;
@@ -200,7 +202,9 @@ impl Connection {
         let mechanism = start_ok.mechanism.as_str();
         let credentials = match sasl::credentials(mechanism, &start_ok.response) {
             Ok(c) => c,
-            Err(e @ sasl::SaslError::UnknownMechanism(_)) => return Err(End::Drop(e.to_string())),
+            Err(e @ sasl::SaslError::UnknownMechanism(_)) => {
+                return Err(End::Refuse(e.to_string()))
+            }
             Err(e) => return Err(self.login_refused(mechanism, &e.to_string(), start_ok)),
         };
         match self.ctx.broker.authenticate(
@@ -232,7 +236,7 @@ impl Connection {
                 .on_connection(),
             )
         } else {
-            End::Drop(format!("{mechanism} login refused: {reason}"))
+            End::Refuse(format!("{mechanism} login refused: {reason}"))
         }
     }
 
