@@ -375,3 +375,38 @@ async fn close_in_both_directions() {
         .unwrap()
         .unwrap();
 }
+
+/// A non-loopback address of this machine, if it has one (found by routing, no packet sent).
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    ["192.0.2.1:9", "10.255.255.254:9", "203.0.113.1:9"]
+        .iter()
+        .find_map(|target| {
+            let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+            socket.connect(target).ok()?;
+            let ip = socket.local_addr().ok()?.ip();
+            (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+        })
+}
+
+#[tokio::test]
+async fn guest_is_refused_from_a_non_loopback_address() {
+    let Some(ip) = non_loopback_ip() else {
+        eprintln!("no non-loopback address on this machine: nothing to test");
+        return;
+    };
+    let server = start_server(|config| config.listen = "0.0.0.0:0".parse().unwrap()).await;
+    let addr = std::net::SocketAddr::new(ip, server.addr.port());
+    let mut c = start(addr, guest("connection/guest_not_loopback")).await;
+    assert_eq!(c.expect_close().await, Close::new(403, LOGIN_REFUSED, 0, 0));
+    server.handle.shutdown().await;
+
+    let server = start_server(|config| {
+        config.listen = "0.0.0.0:0".parse().unwrap();
+        config.loopback_users.clear();
+    })
+    .await;
+    let addr = std::net::SocketAddr::new(ip, server.addr.port());
+    let mut c = start(addr, guest("connection/guest_anywhere")).await;
+    c.expect_method("connection.tune").await;
+    server.handle.shutdown().await;
+}
