@@ -410,3 +410,52 @@ async fn guest_is_refused_from_a_non_loopback_address() {
     c.expect_method("connection.tune").await;
     server.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn out_of_order_handshake() {
+    let server = start_server(|_| {}).await;
+    // channel.open before connection.open.
+    let mut c = start(server.addr, guest("connection/channel_before_open")).await;
+    c.expect_method("connection.tune").await;
+    c.send_method(0, &tune_ok(2047, 131_072, 0)).await;
+    c.send_method(1, &Method::ChannelOpen(warren::protocol::ChannelOpen))
+        .await;
+    assert_eq!(
+        c.expect_close().await,
+        Close::new(
+            504,
+            "CHANNEL_ERROR - unexpected method in connection state opening",
+            20,
+            10
+        )
+    );
+    // connection.open instead of tune-ok.
+    let mut c = start(server.addr, guest("connection/open_before_tune_ok")).await;
+    c.expect_method("connection.tune").await;
+    c.send_method(0, &open_vhost("/")).await;
+    assert_eq!(
+        c.expect_close().await,
+        Close::new(
+            504,
+            "CHANNEL_ERROR - unexpected method in connection state tuning",
+            10,
+            40
+        )
+    );
+    // A client may give up half-way with connection.close.
+    let mut c = start(server.addr, guest("connection/close_during_handshake")).await;
+    c.expect_method("connection.tune").await;
+    c.send_method(
+        0,
+        &Method::ConnectionClose(ConnectionClose {
+            reply_code: 200,
+            reply_text: "changed my mind".into(),
+            class_id: 0,
+            method_id: 0,
+        }),
+    )
+    .await;
+    c.expect_method("connection.close-ok").await;
+    c.expect_eof().await;
+    server.handle.shutdown().await;
+}

@@ -159,7 +159,7 @@ impl Connection {
             heartbeat: self.ctx.config.heartbeat,
         };
         self.send(0, &Method::ConnectionTune(tune)).await?;
-        let tune_ok = match self.handshake_method().await? {
+        let tune_ok = match self.handshake_method("tuning").await? {
             Method::ConnectionTuneOk(ok) => ok,
             other => return Err(unexpected(&other, "tuning")),
         };
@@ -175,7 +175,7 @@ impl Connection {
                 .map_err(|_| End::Drop("socket closed".into()))?;
         }
 
-        let open = match self.handshake_method().await? {
+        let open = match self.handshake_method("opening").await? {
             Method::ConnectionOpen(open) => open,
             other => return Err(unexpected(&other, "opening")),
         };
@@ -241,7 +241,7 @@ impl Connection {
     }
 
     /// The next method during tuning/opening; a client's close is answered and ends it.
-    async fn handshake_method(&mut self) -> Result<Method, End> {
+    async fn handshake_method(&mut self, state: &str) -> Result<Method, End> {
         loop {
             return match self.reader.next_frame().await {
                 Ok(Frame::Heartbeat { channel: 0 }) => continue,
@@ -249,7 +249,8 @@ impl Connection {
                     channel: 0,
                     method: Method::ConnectionClose(close),
                 }) => Err(self.client_close(close.reply_text.as_str()).await),
-                Ok(Frame::Method { method, .. }) => Ok(method),
+                Ok(Frame::Method { channel: 0, method }) => Ok(method),
+                Ok(Frame::Method { method, .. }) => Err(unexpected(&method, state)),
                 Ok(Frame::Header { .. } | Frame::Body { .. }) => {
                     Err(End::Close(AmqpError::unexpected_frame(
                         "expected method frame, got non method frame instead",
