@@ -330,3 +330,19 @@ async fn a_closing_connection_ignores_everything_but_close_ok() {
     client.expect_eof().await;
     server.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_sends_close_ok_is_cut_off() {
+    let server = start_server(|_| {}).await;
+    let mut client = RawClient::open(server.addr, "bad_inputs/no_close_ok", 0).await;
+    client.send_raw(&raw_frame(8, 1, b"")).await;
+    client.expect_method("connection.close").await;
+    let since = std::time::Instant::now();
+    client.expect_eof().await;
+    let waited = since.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(2) && waited < std::time::Duration::from_secs(15),
+        "{waited:?}"
+    );
+    server.handle.shutdown().await;
+}
