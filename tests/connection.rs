@@ -68,7 +68,7 @@ async fn server_properties_and_tune() {
         unreachable!()
     };
     assert_eq!((start.version_major, start.version_minor), (0, 9));
-    assert_eq!(&start.mechanisms[..], b"PLAIN AMQPLAIN");
+    assert_eq!(&start.mechanisms[..], b"AMQPLAIN PLAIN");
     assert_eq!(&start.locales[..], b"en_US");
     let props = &start.server_properties;
     let keys: Vec<&str> = props.iter().map(|(k, _)| k.as_str()).collect();

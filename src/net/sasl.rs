@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// The mechanisms offered in `connection.start`, in RabbitMQ's order.
-pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
+pub const MECHANISMS: &str = "AMQPLAIN PLAIN";
 
 /// A username and password taken from a SASL response.
 #[derive(Debug, Clone, PartialEq, Eq)]
