@@ -184,16 +184,14 @@ impl Connection {
         if let Err(e) = self.ctx.broker.open_vhost(&user, &vhost) {
             return Err(End::Close(AmqpError::not_allowed(e.to_string()).on(10, 40)));
         }
-        self.vhost = Some(vhost);
         self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk))
             .await?;
         info!(
             peer = %self.peer,
-            user = %user,
-            vhost = self.vhost.as_deref().unwrap_or_default(),
             name = self.name.as_deref().unwrap_or_default(),
-            "connection opened: user '{user}' authenticated and granted access to vhost"
+            "user '{user}' authenticated and granted access to vhost '{vhost}'"
         );
+        self.vhost = Some(vhost);
         Ok(())
     }
 
