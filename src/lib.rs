@@ -1,2 +1,8 @@
 //! Warren: an AMQP 0-9-1 message broker.
+pub mod broker;
+pub mod channel;
+pub mod config;
+pub mod error;
+pub mod net;
 pub mod protocol;
+pub mod server;

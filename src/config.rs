@@ -1,0 +1,399 @@
+//! Configuration: defaults < file (TOML) < `WARREN_*` environment < command line.
+//!
+//! Every field has a default so that files written for older versions keep loading. The
+//! resolved [`Config`] is passed explicitly to whoever needs it; there is no global.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The smallest frame_max AMQP allows (`FRAME_MIN_SIZE`).
+pub const FRAME_MIN_SIZE: u32 = 4096;
+
+/// The broker's settings. `validate` keeps: `frame_max >= 4096`, `channel_max >= 1`,
+/// `handshake_timeout >= 1`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the AMQP listener.
+    pub listen: SocketAddr,
+    /// Where the broker keeps its data (created at boot).
+    pub data_dir: PathBuf,
+    /// `tracing` filter: a level (`info`) or directives (`warren=debug`).
+    pub log_level: String,
+    /// Seconds a client has from accept to `connection.open-ok`.
+    pub handshake_timeout: u64,
+    /// Heartbeat interval in seconds proposed in `connection.tune` (0: none).
+    pub heartbeat: u16,
+    /// Largest frame the broker accepts, proposed in `connection.tune`.
+    pub frame_max: u32,
+    /// Highest channel number a client may open, proposed in `connection.tune`.
+    pub channel_max: u16,
+    /// Largest message body in bytes (enforced once publishing exists).
+    pub max_message_size: u64,
+    /// Users that may only log in from a loopback address (RabbitMQ's `loopback_users`).
+    pub loopback_users: Vec<String>,
+    pub users: Vec<UserConfig>,
+    pub vhosts: Vec<VhostConfig>,
+    pub permissions: Vec<PermissionConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5672)),
+            data_dir: PathBuf::from("./data"),
+            log_level: "info".to_owned(),
+            handshake_timeout: 10,
+            heartbeat: 60,
+            frame_max: 131_072,
+            channel_max: 2047,
+            max_message_size: 128 * 1024 * 1024,
+            loopback_users: vec!["guest".to_owned()],
+            users: Vec::new(),
+            vhosts: Vec::new(),
+            permissions: Vec::new(),
+        }
+    }
+}
+
+/// A user besides the built-in guest (a user named `guest` here replaces guest's password and
+/// tags).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub password: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A virtual host besides the built-in `/`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VhostConfig {
+    pub name: String,
+}
+
+/// RabbitMQ's permission triple for one user on one vhost (regular expressions).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionConfig {
+    pub user: String,
+    pub vhost: String,
+    #[serde(default = "match_all")]
+    pub configure: String,
+    #[serde(default = "match_all")]
+    pub write: String,
+    #[serde(default = "match_all")]
+    pub read: String,
+}
+
+fn match_all() -> String {
+    ".*".to_owned()
+}
+
+impl Config {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout)
+    }
+
+    /// Parses a TOML document; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Checks the values the protocol constrains.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.frame_max < FRAME_MIN_SIZE {
+            return Err(ConfigError::Invalid(format!(
+                "frame_max = {} is below the AMQP minimum of {FRAME_MIN_SIZE}",
+                self.frame_max
+            )));
+        }
+        if self.channel_max == 0 {
+            return Err(ConfigError::Invalid(
+                "channel_max must be at least 1".into(),
+            ));
+        }
+        if self.handshake_timeout == 0 {
+            return Err(ConfigError::Invalid(
+                "handshake_timeout must be at least 1 second".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Values that override the file: one set from the command line, one from the environment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub handshake_timeout: Option<u64>,
+    pub heartbeat: Option<u16>,
+    pub frame_max: Option<u32>,
+    pub channel_max: Option<u16>,
+    pub max_message_size: Option<u64>,
+}
+
+impl Overrides {
+    /// Reads `WARREN_*` variables through `lookup` (the process environment in the binary, a
+    /// map in tests).
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Overrides, ConfigError> {
+        fn parsed<T: std::str::FromStr>(
+            lookup: &impl Fn(&str) -> Option<String>,
+            var: &str,
+        ) -> Result<Option<T>, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            match lookup(var) {
+                None => Ok(None),
+                Some(value) => {
+                    value
+                        .trim()
+                        .parse()
+                        .map(Some)
+                        .map_err(|e: T::Err| ConfigError::Env {
+                            var: var.to_owned(),
+                            value,
+                            message: e.to_string(),
+                        })
+                }
+            }
+        }
+        Ok(Overrides {
+            config: lookup("WARREN_CONFIG").map(PathBuf::from),
+            listen: parsed(&lookup, "WARREN_LISTEN")?,
+            data_dir: lookup("WARREN_DATA_DIR").map(PathBuf::from),
+            log_level: lookup("WARREN_LOG_LEVEL"),
+            handshake_timeout: parsed(&lookup, "WARREN_HANDSHAKE_TIMEOUT")?,
+            heartbeat: parsed(&lookup, "WARREN_HEARTBEAT")?,
+            frame_max: parsed(&lookup, "WARREN_FRAME_MAX")?,
+            channel_max: parsed(&lookup, "WARREN_CHANNEL_MAX")?,
+            max_message_size: parsed(&lookup, "WARREN_MAX_MESSAGE_SIZE")?,
+        })
+    }
+
+    fn apply(self, config: &mut Config) {
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = self.log_level {
+            config.log_level = v;
+        }
+        if let Some(v) = self.handshake_timeout {
+            config.handshake_timeout = v;
+        }
+        if let Some(v) = self.heartbeat {
+            config.heartbeat = v;
+        }
+        if let Some(v) = self.frame_max {
+            config.frame_max = v;
+        }
+        if let Some(v) = self.channel_max {
+            config.channel_max = v;
+        }
+        if let Some(v) = self.max_message_size {
+            config.max_message_size = v;
+        }
+    }
+}
+
+/// Resolves the configuration: defaults, then the file named by the command line or else the
+/// environment, then the environment, then the command line.
+pub fn resolve(cli: Overrides, env: Overrides) -> Result<Config, ConfigError> {
+    let file = cli.config.clone().or_else(|| env.config.clone());
+    let mut config = match file {
+        Some(path) => Config::from_file(&path)?,
+        None => Config::default(),
+    };
+    env.apply(&mut config);
+    cli.apply(&mut config);
+    config.validate()?;
+    Ok(config)
+}
+
+/// Why the configuration could not be loaded; each variant names the culprit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigError {
+    Read {
+        path: PathBuf,
+        message: String,
+    },
+    Parse {
+        path: PathBuf,
+        message: String,
+    },
+    Env {
+        var: String,
+        value: String,
+        message: String,
+    },
+    Invalid(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, message } => {
+                write!(f, "cannot read config file {}: {message}", path.display())
+            }
+            ConfigError::Parse { path, message } => {
+                write!(f, "invalid config file {}: {message}", path.display())
+            }
+            ConfigError::Env {
+                var,
+                value,
+                message,
+            } => write!(f, "invalid {var}={value:?}: {message}"),
+            ConfigError::Invalid(message) => write!(f, "invalid configuration: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Overrides {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Overrides::from_env(|k| map.get(k).cloned()).unwrap()
+    }
+
+    fn write_file(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn the_example_file_parses_and_documents_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/warren.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = Config::from_toml(&text, &path).unwrap();
+        config.validate().unwrap();
+        assert!(!config.users.is_empty());
+        assert!(!config.vhosts.is_empty());
+        assert!(!config.permissions.is_empty());
+        for key in [
+            "listen",
+            "data_dir",
+            "log_level",
+            "handshake_timeout",
+            "heartbeat",
+            "frame_max",
+            "channel_max",
+            "max_message_size",
+            "loopback_users",
+            "[[users]]",
+            "[[vhosts]]",
+            "[[permissions]]",
+        ] {
+            assert!(text.contains(key), "example does not mention {key}");
+        }
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let config = Config::from_toml("", Path::new("empty.toml")).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.listen.to_string(), "0.0.0.0:5672");
+        assert_eq!(config.max_message_size, 134_217_728);
+    }
+
+    #[test]
+    fn precedence_is_cli_then_env_then_file_then_defaults() {
+        let file = write_file(
+            "listen = \"127.0.0.1:1000\"\nheartbeat = 10\nframe_max = 8192\nchannel_max = 7\n",
+        );
+        let env = env(&[
+            ("WARREN_CONFIG", file.path().to_str().unwrap()),
+            ("WARREN_LISTEN", "127.0.0.1:2000"),
+            ("WARREN_HEARTBEAT", "20"),
+        ]);
+        let cli = Overrides {
+            listen: Some("127.0.0.1:3000".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let config = resolve(cli, env).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.heartbeat, 20);
+        assert_eq!(config.frame_max, 8192);
+        assert_eq!(config.channel_max, 7);
+        assert_eq!(config.handshake_timeout, 10);
+    }
+
+    #[test]
+    fn the_cli_config_path_beats_the_env_one() {
+        let from_env = write_file("heartbeat = 1\n");
+        let from_cli = write_file("heartbeat = 2\n");
+        let env = env(&[("WARREN_CONFIG", from_env.path().to_str().unwrap())]);
+        let cli = Overrides {
+            config: Some(from_cli.path().to_owned()),
+            ..Overrides::default()
+        };
+        assert_eq!(resolve(cli, env).unwrap().heartbeat, 2);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_naming_the_culprit() {
+        let err = Overrides::from_env(|k| (k == "WARREN_FRAME_MAX").then(|| "big".to_owned()))
+            .unwrap_err();
+        assert!(err.to_string().contains("WARREN_FRAME_MAX"), "{err}");
+
+        let typo = write_file("heartbeet = 3\n");
+        let cli = Overrides {
+            config: Some(typo.path().to_owned()),
+            ..Overrides::default()
+        };
+        let err = resolve(cli, Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("heartbeet"), "{err}");
+
+        let cli = Overrides {
+            config: Some(PathBuf::from("/nonexistent/warren.toml")),
+            ..Overrides::default()
+        };
+        assert!(matches!(
+            resolve(cli, Overrides::default()),
+            Err(ConfigError::Read { .. })
+        ));
+
+        let cli = Overrides {
+            frame_max: Some(100),
+            ..Overrides::default()
+        };
+        assert!(matches!(
+            resolve(cli, Overrides::default()),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,276 @@
+//! One task per client connection: handshake, then frames in, replies out, heartbeats, and
+//! the close handshake in either direction.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
+use tracing::{error, info, warn};
+
+use super::handshake::read_end;
+use super::reader::{ReadError, Reader};
+use super::writer::Writer;
+use super::Context;
+use crate::channel::{ChannelTable, Input};
+use crate::error::AmqpError;
+use crate::protocol::{ConnectionClose, ConnectionCloseOk, Frame, Method};
+
+/// How long we wait for close-ok after sending connection.close.
+const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+/// RabbitMQ's `SILENT_CLOSE_DELAY`: a client failing the handshake before login waits this
+/// long for its socket to close, so failed logins cannot be retried in a tight loop.
+const SILENT_CLOSE_DELAY: Duration = Duration::from_secs(3);
+
+/// How a connection ends; the reason goes to the log.
+#[derive(Debug)]
+pub(super) enum End {
+    /// Close the socket without a close handshake.
+    Drop(String),
+    /// Close the socket without a close handshake after `SILENT_CLOSE_DELAY`.
+    Refuse(String),
+    /// Send connection.close with this error, wait for close-ok, close the socket.
+    Close(AmqpError),
+    /// The client sent connection.close (its reply text) and got its close-ok.
+    ClientClosed(String),
+}
+
+/// A client connection. `user` is set once a login is attempted, `vhost` once open-ok is
+/// sent; `channels` is replaced by the negotiated one at tune-ok.
+pub(super) struct Connection {
+    pub(super) peer: SocketAddr,
+    pub(super) ctx: Arc<Context>,
+    pub(super) reader: Reader,
+    pub(super) writer: Writer,
+    pub(super) user: Option<String>,
+    pub(super) vhost: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) heartbeat: u16,
+    pub(super) channels: ChannelTable,
+}
+
+/// Serves one client until either side closes or the broker shuts down.
+pub(super) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Context>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    info!(%peer, "accepting AMQP connection");
+    let _ = stream.set_nodelay(true);
+    let (read_half, write_half) = stream.into_split();
+    let (writer, writer_task) = Writer::spawn(write_half);
+    let handshake_timeout = ctx.config.handshake_timeout();
+    let mut conn = Connection {
+        peer,
+        ctx,
+        reader: Reader::new(read_half),
+        writer,
+        user: None,
+        vhost: None,
+        name: None,
+        heartbeat: 0,
+        channels: ChannelTable::new(0),
+    };
+    let handshake = tokio::select! {
+        result = timeout(handshake_timeout, conn.handshake()) => result,
+        () = shutdown_signalled(&mut shutdown) => Ok(Err(End::Drop("broker shutting down".into()))),
+    };
+    let end = match handshake {
+        Err(_) => End::Drop(format!(
+            "handshake_timeout: handshake not finished in {}s",
+            handshake_timeout.as_secs()
+        )),
+        Ok(Err(end)) => end,
+        Ok(Ok(())) => conn.serve(&mut shutdown).await,
+    };
+    let reason = conn.finish(end).await;
+    let Connection {
+        writer,
+        user,
+        vhost,
+        name,
+        ..
+    } = conn;
+    drop(writer);
+    // A client that stopped reading can leave the writer stuck on a full socket forever.
+    let mut writer_task = writer_task;
+    if timeout(CLOSE_OK_TIMEOUT, &mut writer_task).await.is_err() {
+        writer_task.abort();
+    }
+    info!(
+        %peer,
+        user = user.as_deref().unwrap_or_default(),
+        vhost = vhost.as_deref().unwrap_or_default(),
+        name = name.as_deref().unwrap_or_default(),
+        reason = %reason,
+        "closing AMQP connection"
+    );
+}
+
+/// Resolves once the broker is shutting down (or its handle is gone).
+async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// RabbitMQ's log line for a client that stopped sending anything.
+pub fn missed_heartbeats_message(heartbeat: u16) -> String {
+    format!("missed heartbeats from client, timeout: {heartbeat}s")
+}
+
+impl Connection {
+    pub(super) async fn send(&mut self, channel: u16, method: &Method) -> Result<(), End> {
+        self.writer
+            .send_method(channel, method)
+            .await
+            .map_err(|_| End::Drop("socket closed while writing".into()))
+    }
+
+    /// The running connection: frames until something ends it.
+    async fn serve(&mut self, shutdown: &mut watch::Receiver<bool>) -> End {
+        let silence_limit = Duration::from_secs(u64::from(self.heartbeat) * 2);
+        loop {
+            let deadline = (self.heartbeat > 0).then(|| self.reader.last_read() + silence_limit);
+            let frame = tokio::select! {
+                biased;
+                () = shutdown_signalled(shutdown) => {
+                    return End::Close(AmqpError::connection_forced(
+                        "broker forced connection closure with reason 'shutdown'",
+                    ));
+                }
+                () = sleep_until_some(deadline) => {
+                    if Instant::now() >= self.reader.last_read() + silence_limit {
+                        let message = missed_heartbeats_message(self.heartbeat);
+                        error!(peer = %self.peer, "{message}");
+                        return End::Drop(message);
+                    }
+                    continue;
+                }
+                frame = self.reader.next_frame() => frame,
+            };
+            let result = match frame {
+                Ok(frame) => self.dispatch(frame).await,
+                Err(e) => Err(read_end(e)),
+            };
+            if let Err(end) = result {
+                return end;
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, frame: Frame) -> Result<(), End> {
+        let (channel, input) = match frame {
+            Frame::Heartbeat { channel: 0 } => return Ok(()),
+            Frame::Heartbeat { .. } => {
+                return Err(End::Close(AmqpError::unexpected_frame(
+                    "type 8, all octets = <<>>",
+                )))
+            }
+            Frame::Method {
+                channel: 0,
+                method: Method::ConnectionClose(close),
+            } => {
+                self.send(0, &Method::ConnectionCloseOk(ConnectionCloseOk))
+                    .await?;
+                return Err(End::ClientClosed(close.reply_text.as_str().to_owned()));
+            }
+            Frame::Method { channel: 0, method } => {
+                return Err(End::Close(
+                    AmqpError::channel_error("unexpected method in connection state running")
+                        .on_method(&method),
+                ))
+            }
+            Frame::Header { channel: 0, .. } | Frame::Body { channel: 0, .. } => {
+                return Err(End::Close(AmqpError::unexpected_frame(
+                    "expected method frame, got non method frame instead",
+                )))
+            }
+            Frame::Method { channel, method } => (channel, Input::Method(method)),
+            Frame::Header { channel, header } => (channel, Input::Header(Box::new(header))),
+            Frame::Body { channel, payload } => (channel, Input::Body(payload)),
+        };
+        match self.channels.handle(channel, input) {
+            Ok(Some(reply)) => self.send(channel, &reply).await,
+            Ok(None) => Ok(()),
+            Err(error) => Err(End::Close(error)),
+        }
+    }
+
+    /// Carries out `end` and returns the reason to log.
+    async fn finish(&mut self, end: End) -> String {
+        match end {
+            End::Drop(reason) => reason,
+            End::Refuse(reason) => {
+                warn!(peer = %self.peer, reason = %reason, "refusing connection");
+                tokio::time::sleep(SILENT_CLOSE_DELAY).await;
+                reason
+            }
+            End::ClientClosed(text) => format!("client closed the connection: {text}"),
+            End::Close(error) => {
+                warn!(peer = %self.peer, error = %error, "closing connection with an error");
+                let close = Method::ConnectionClose(ConnectionClose {
+                    reply_code: error.code.code(),
+                    reply_text: error.reply_text(),
+                    class_id: error.class_id,
+                    method_id: error.method_id,
+                });
+                let sent = timeout(CLOSE_OK_TIMEOUT, self.send(0, &close)).await;
+                if matches!(sent, Ok(Ok(()))) {
+                    self.await_close_ok().await;
+                }
+                error.to_string()
+            }
+        }
+    }
+
+    /// After our connection.close only close and close-ok matter; anything else is dropped.
+    async fn await_close_ok(&mut self) {
+        let deadline = Instant::now() + CLOSE_OK_TIMEOUT;
+        loop {
+            match timeout_at(deadline, self.reader.next_frame()).await {
+                Ok(Ok(Frame::Method {
+                    channel: 0,
+                    method: Method::ConnectionCloseOk(_),
+                })) => return,
+                Ok(Ok(Frame::Method {
+                    channel: 0,
+                    method: Method::ConnectionClose(_),
+                })) => {
+                    let _ = self
+                        .writer
+                        .send_method(0, &Method::ConnectionCloseOk(ConnectionCloseOk))
+                        .await;
+                    return;
+                }
+                Ok(Ok(_)) => continue,
+                Ok(Err(ReadError::Frame(_))) | Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missed_heartbeats_log_line_is_rabbitmqs() {
+        assert_eq!(
+            missed_heartbeats_message(60),
+            "missed heartbeats from client, timeout: 60s"
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! Sockets and tasks: the listener, one task per connection (handshake, heartbeats, channel
+//! table) and a writer task per connection that batches frames.
+
+mod connection;
+mod handshake;
+mod listener;
+mod reader;
+pub mod sasl;
+mod writer;
+
+use std::sync::Arc;
+
+pub use connection::missed_heartbeats_message;
+pub use handshake::{negotiate, server_properties, Tuned};
+pub use listener::serve;
+
+use crate::broker::Broker;
+use crate::config::Config;
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub broker: Arc<Broker>,
+}

@@ -1,0 +1,109 @@
+//! The composition root: build the broker, start the listener, shut down in order.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::broker::{Broker, BrokerError};
+use crate::config::{Config, ConfigError};
+use crate::net::{self, Context};
+
+/// Entry point of the broker as a library (the binary and the tests use it).
+pub struct Server;
+
+impl Server {
+    /// Validates `config`, creates the data directory, builds the broker and starts accepting
+    /// on `config.listen` (use port 0 for an ephemeral port).
+    pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
+        config.validate().map_err(ServerError::Config)?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::DataDir {
+            path: config.data_dir.clone(),
+            message: e.to_string(),
+        })?;
+        let broker = Broker::from_config(&config).map_err(ServerError::Broker)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| ServerError::Bind {
+                addr: config.listen,
+                message: e.to_string(),
+            })?;
+        let local_addr = listener.local_addr().map_err(|e| ServerError::Bind {
+            addr: config.listen,
+            message: e.to_string(),
+        })?;
+        info!(%local_addr, version = env!("CARGO_PKG_VERSION"), "Warren listening for AMQP 0-9-1");
+        let ctx = Arc::new(Context {
+            config: Arc::new(config),
+            broker: Arc::new(broker),
+        });
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (alive_tx, alive_rx) = mpsc::channel(1);
+        let listener_task = tokio::spawn(net::serve(listener, ctx, shutdown_rx, alive_tx));
+        Ok(ServerHandle {
+            local_addr,
+            shutdown: shutdown_tx,
+            alive: alive_rx,
+            listener: listener_task,
+        })
+    }
+}
+
+/// A running server. Dropping it without `shutdown` also closes every connection with 320,
+/// but nobody waits for them.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    alive: mpsc::Receiver<()>,
+    listener: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, closes every connection with 320 CONNECTION_FORCED, and returns once
+    /// each has finished its close handshake (or given up waiting for close-ok).
+    pub async fn shutdown(mut self) {
+        info!("shutting down");
+        let _ = self.shutdown.send(true);
+        let _ = (&mut self.listener).await;
+        // Every sender belongs to the listener or a connection; `None` means all are gone.
+        let _ = self.alive.recv().await;
+        info!("shutdown complete");
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerError {
+    Config(ConfigError),
+    Broker(BrokerError),
+    DataDir { path: PathBuf, message: String },
+    Bind { addr: SocketAddr, message: String },
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Config(e) => e.fmt(f),
+            ServerError::Broker(e) => write!(f, "invalid configuration: {e}"),
+            ServerError::DataDir { path, message } => {
+                write!(
+                    f,
+                    "cannot create data directory {}: {message}",
+                    path.display()
+                )
+            }
+            ServerError::Bind { addr, message } => write!(f, "cannot listen on {addr}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}

@@ -1,0 +1,255 @@
+//! Shared test harness: an in-process server on 127.0.0.1:0 and a raw AMQP client that speaks
+//! frames through `warren::protocol`, so tests can send what no real client would.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use warren::config::Config;
+use warren::protocol::{
+    encode_method, ChannelFlow, ChannelOpen, ConnectionCloseOk, ConnectionOpen, ConnectionStartOk,
+    ConnectionTuneOk, FieldTable, Frame, FrameDecoder, Method, PROTOCOL_HEADER,
+};
+use warren::server::{Server, ServerHandle};
+
+/// Generous: the test machine is small and shared.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct TestServer {
+    pub handle: ServerHandle,
+    pub addr: SocketAddr,
+    _data_dir: tempfile::TempDir,
+}
+
+pub async fn start_server(tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.path().join("data"),
+        ..Config::default()
+    };
+    tweak(&mut config);
+    let handle = Server::start(config).await.unwrap();
+    let addr = handle.local_addr();
+    TestServer {
+        handle,
+        addr,
+        _data_dir: data_dir,
+    }
+}
+
+/// A `connection.close` as received: code, full reply text, class id, method id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub text: String,
+    pub class_id: u16,
+    pub method_id: u16,
+}
+
+impl Close {
+    pub fn new(code: u16, text: &str, class_id: u16, method_id: u16) -> Close {
+        Close {
+            code,
+            text: text.to_owned(),
+            class_id,
+            method_id,
+        }
+    }
+}
+
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+pub fn plain_response(user: &str, password: &str) -> Bytes {
+    Bytes::from(format!("\0{user}\0{password}"))
+}
+
+/// Client properties naming the connection after the test, with or without the
+/// `authentication_failure_close` capability.
+pub fn client_properties(name: &str, auth_failure_close: bool) -> FieldTable {
+    let mut caps = FieldTable::new();
+    caps.insert("authentication_failure_close", auth_failure_close);
+    let mut props = FieldTable::new();
+    props.insert("capabilities", caps);
+    props.insert("connection_name", name);
+    props.insert("product", "warren-tests");
+    props
+}
+
+pub fn start_ok(name: &str, mechanism: &str, response: Bytes, caps: bool) -> Method {
+    Method::ConnectionStartOk(ConnectionStartOk {
+        client_properties: client_properties(name, caps),
+        mechanism: mechanism.into(),
+        response,
+        locale: "en_US".into(),
+    })
+}
+
+pub fn tune_ok(channel_max: u16, frame_max: u32, heartbeat: u16) -> Method {
+    Method::ConnectionTuneOk(ConnectionTuneOk {
+        channel_max,
+        frame_max,
+        heartbeat,
+    })
+}
+
+pub fn open_vhost(vhost: &str) -> Method {
+    Method::ConnectionOpen(ConnectionOpen {
+        virtual_host: vhost.into(),
+    })
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawClient {
+            stream,
+            buf: BytesMut::new(),
+            decoder: FrameDecoder::new(0),
+        }
+    }
+
+    /// Connects and completes the handshake as guest on `/` with the given heartbeat.
+    pub async fn open(addr: SocketAddr, name: &str, heartbeat: u16) -> RawClient {
+        let mut c = RawClient::connect(addr).await;
+        c.send_raw(&PROTOCOL_HEADER).await;
+        c.expect_method("connection.start").await;
+        c.send_method(
+            0,
+            &start_ok(name, "PLAIN", plain_response("guest", "guest"), true),
+        )
+        .await;
+        c.expect_method("connection.tune").await;
+        c.send_method(0, &tune_ok(2047, 131_072, heartbeat)).await;
+        c.send_method(0, &open_vhost("/")).await;
+        c.expect_method("connection.open-ok").await;
+        c
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Writes, ignoring a peer that already closed (some tests provoke exactly that).
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes).await;
+    }
+
+    pub async fn send_method(&mut self, channel: u16, method: &Method) {
+        let mut out = BytesMut::new();
+        encode_method(channel, method, &mut out);
+        self.send_raw(&out).await;
+    }
+
+    pub async fn send_frame(&mut self, frame: &Frame) {
+        let mut out = BytesMut::new();
+        frame.encode(&mut out);
+        self.send_raw(&out).await;
+    }
+
+    /// The next frame, `None` on EOF. Panics after `WAIT`.
+    pub async fn next_frame(&mut self) -> Option<Frame> {
+        timeout(WAIT, self.read_frame())
+            .await
+            .expect("timed out waiting for a frame")
+    }
+
+    async fn read_frame(&mut self) -> Option<Frame> {
+        loop {
+            if let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
+                return Some(frame);
+            }
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// The next method, skipping heartbeats; panics on anything else.
+    pub async fn next_method(&mut self) -> (u16, Method) {
+        loop {
+            match self.next_frame().await {
+                Some(Frame::Heartbeat { .. }) => continue,
+                Some(Frame::Method { channel, method }) => return (channel, method),
+                other => panic!("expected a method, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn expect_method(&mut self, name: &str) -> (u16, Method) {
+        let (channel, method) = self.next_method().await;
+        assert_eq!(method.name(), name, "unexpected {method:?}");
+        (channel, method)
+    }
+
+    /// Expects connection.close, answers close-ok, and expects the server to hang up.
+    pub async fn expect_close(&mut self) -> Close {
+        let (channel, method) = self.next_method().await;
+        let Method::ConnectionClose(close) = method else {
+            panic!("expected connection.close, got {method:?}");
+        };
+        assert_eq!(channel, 0);
+        self.try_send_raw(&encoded(0, &Method::ConnectionCloseOk(ConnectionCloseOk)))
+            .await;
+        self.expect_eof().await;
+        Close {
+            code: close.reply_code,
+            text: close.reply_text.as_str().to_owned(),
+            class_id: close.class_id,
+            method_id: close.method_id,
+        }
+    }
+
+    /// Expects the server to close the socket (heartbeats aside) without sending a method.
+    pub async fn expect_eof(&mut self) {
+        loop {
+            match self.next_frame().await {
+                None => return,
+                Some(Frame::Heartbeat { .. }) => continue,
+                Some(other) => panic!("expected the socket to close, got {other:?}"),
+            }
+        }
+    }
+
+    pub async fn open_channel(&mut self, channel: u16) {
+        self.send_method(channel, &Method::ChannelOpen(ChannelOpen))
+            .await;
+        let (ch, _) = self.expect_method("channel.open-ok").await;
+        assert_eq!(ch, channel);
+    }
+
+    /// Proves the connection still works: a channel.flow round trip on an open channel.
+    pub async fn ping(&mut self, channel: u16) {
+        self.send_method(channel, &Method::ChannelFlow(ChannelFlow { active: true }))
+            .await;
+        let (ch, _) = self.expect_method("channel.flow-ok").await;
+        assert_eq!(ch, channel);
+    }
+}
+
+pub fn encoded(channel: u16, method: &Method) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    encode_method(channel, method, &mut out);
+    out.to_vec()
+}
+
+/// A frame with an arbitrary type, channel and payload (and a correct frame end).
+pub fn raw_frame(frame_type: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    out.put_u8(frame_type);
+    out.put_u16(channel);
+    out.put_u32(payload.len() as u32);
+    out.put_slice(payload);
+    out.put_u8(0xCE);
+    out.to_vec()
+}
