@@ -211,7 +211,10 @@ impl Connection {
                 tokio::time::sleep(SILENT_CLOSE_DELAY).await;
                 reason
             }
-            End::ClientClosed(text) => format!("client closed the connection: {text}"),
+            End::ClientClosed(text) => {
+                self.await_peer_close().await;
+                format!("client closed the connection: {text}")
+            }
             End::Close(error) => {
                 warn!(peer = %self.peer, error = %error, "closing connection with an error");
                 let close = Method::ConnectionClose(ConnectionClose {
@@ -227,6 +230,14 @@ impl Connection {
                 error.to_string()
             }
         }
+    }
+
+    /// After our close-ok the client closes the socket: closing it first races the client's
+    /// own shutdown, and amqp091-go then reports its clean `Close()` as a 501 EOF. RabbitMQ
+    /// leaves the socket to the client too; we give it `CLOSE_OK_TIMEOUT`.
+    async fn await_peer_close(&mut self) {
+        let deadline = Instant::now() + CLOSE_OK_TIMEOUT;
+        while let Ok(Ok(_)) = timeout_at(deadline, self.reader.next_frame()).await {}
     }
 
     /// After our connection.close only close and close-ok matter; anything else is dropped.

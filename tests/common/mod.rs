@@ -221,6 +221,18 @@ impl RawClient {
         }
     }
 
+    /// Expects the server to keep the socket open and quiet (heartbeats aside) for `period`.
+    pub async fn expect_open_for(&mut self, period: Duration) {
+        let until = tokio::time::Instant::now() + period;
+        loop {
+            match tokio::time::timeout_at(until, self.read_frame()).await {
+                Err(_) => return,
+                Ok(Some(Frame::Heartbeat { .. })) => continue,
+                Ok(other) => panic!("expected an open, quiet socket, got {other:?}"),
+            }
+        }
+    }
+
     pub async fn open_channel(&mut self, channel: u16) {
         self.send_method(channel, &Method::ChannelOpen(ChannelOpen))
             .await;
