@@ -1,0 +1,674 @@
+//! Strings, field values, field tables and arrays, with RabbitMQ's type codes.
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use nom::bytes::complete::take;
+use nom::number::complete::{
+    be_f32, be_f64, be_i16, be_i32, be_i64, be_i8, be_u16, be_u32, be_u64, be_u8,
+};
+
+use super::generated::field_type;
+use super::wire::{self, fail, WireError, WireResult};
+
+/// How deep tables and arrays may nest inside one another (the outermost table is depth 1).
+/// Decoding deeper input is an error: recursion depth must not be chosen by the peer.
+pub const MAX_TABLE_DEPTH: usize = 64;
+
+/// A longstr: raw bytes (RabbitMQ carries binary SASL responses and arbitrary data in them).
+pub type LongStr = Bytes;
+
+/// A shortstr: valid UTF-8 of at most 255 bytes, sharing the frame's buffer when decoded.
+///
+/// Invariant: the bytes are UTF-8 and at most [`ShortStr::MAX_LEN`] long. Every constructor
+/// checks it, so encoding never fails.
+#[derive(Clone, Default)]
+pub struct ShortStr(Bytes);
+
+/// Why bytes cannot become a [`ShortStr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShortStrError {
+    TooLong(usize),
+    InvalidUtf8,
+}
+
+impl fmt::Display for ShortStrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShortStrError::TooLong(len) => write!(f, "shortstr of {len} bytes is longer than 255"),
+            ShortStrError::InvalidUtf8 => f.write_str("Malformed UTF-8 in shortstr"),
+        }
+    }
+}
+
+impl std::error::Error for ShortStrError {}
+
+impl ShortStr {
+    pub const MAX_LEN: usize = 255;
+
+    /// Checks length and UTF-8 of `value`.
+    pub fn new(value: &str) -> Result<ShortStr, ShortStrError> {
+        if value.len() > Self::MAX_LEN {
+            return Err(ShortStrError::TooLong(value.len()));
+        }
+        Ok(ShortStr(Bytes::copy_from_slice(value.as_bytes())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Checked at construction; the fallback is unreachable but keeps this panic-free.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// Cuts `value` to at most 255 bytes on a character boundary.
+    fn truncated(value: &str) -> &str {
+        let mut end = value.len().min(Self::MAX_LEN);
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        &value[..end]
+    }
+}
+
+/// Infallible, so strings longer than 255 bytes are truncated on a character boundary; use
+/// [`ShortStr::new`] to reject them instead.
+impl From<&str> for ShortStr {
+    fn from(value: &str) -> ShortStr {
+        ShortStr(Bytes::copy_from_slice(Self::truncated(value).as_bytes()))
+    }
+}
+
+/// Truncates like `From<&str>`; reuses the allocation when no truncation is needed.
+impl From<String> for ShortStr {
+    fn from(mut value: String) -> ShortStr {
+        let len = Self::truncated(&value).len();
+        value.truncate(len);
+        ShortStr(Bytes::from(value))
+    }
+}
+
+impl TryFrom<Bytes> for ShortStr {
+    type Error = ShortStrError;
+
+    fn try_from(value: Bytes) -> Result<ShortStr, ShortStrError> {
+        if value.len() > Self::MAX_LEN {
+            return Err(ShortStrError::TooLong(value.len()));
+        }
+        match std::str::from_utf8(&value) {
+            Ok(_) => Ok(ShortStr(value)),
+            Err(_) => Err(ShortStrError::InvalidUtf8),
+        }
+    }
+}
+
+impl Deref for ShortStr {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for ShortStr {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Borrow<str> for ShortStr {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for ShortStr {
+    fn eq(&self, other: &ShortStr) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for ShortStr {}
+
+impl PartialEq<str> for ShortStr {
+    fn eq(&self, other: &str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl PartialEq<&str> for ShortStr {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+/// Hashes like `str` so that `Borrow<str>` lookups in hash maps work.
+impl Hash for ShortStr {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for ShortStr {
+    fn partial_cmp(&self, other: &ShortStr) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ShortStr {
+    fn cmp(&self, other: &ShortStr) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl fmt::Display for ShortStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for ShortStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// A field-table or array value; variants follow RabbitMQ's type codes
+/// (`t b B s u I i l f d D S x A T F V`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    Bool(bool),
+    I8(i8),
+    U8(u8),
+    I16(i16),
+    U16(u16),
+    I32(i32),
+    U32(u32),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    Decimal { scale: u8, value: u32 },
+    LongStr(LongStr),
+    ByteArray(Bytes),
+    Array(Vec<FieldValue>),
+    Timestamp(u64),
+    Table(FieldTable),
+    Void,
+}
+
+impl FieldValue {
+    /// The type code this value is encoded with.
+    pub fn type_code(&self) -> u8 {
+        match self {
+            FieldValue::Bool(_) => field_type::BOOL,
+            FieldValue::I8(_) => field_type::I8,
+            FieldValue::U8(_) => field_type::U8,
+            FieldValue::I16(_) => field_type::I16,
+            FieldValue::U16(_) => field_type::U16,
+            FieldValue::I32(_) => field_type::I32,
+            FieldValue::U32(_) => field_type::U32,
+            FieldValue::I64(_) => field_type::I64,
+            FieldValue::F32(_) => field_type::F32,
+            FieldValue::F64(_) => field_type::F64,
+            FieldValue::Decimal { .. } => field_type::DECIMAL,
+            FieldValue::LongStr(_) => field_type::LONG_STR,
+            FieldValue::ByteArray(_) => field_type::BYTE_ARRAY,
+            FieldValue::Array(_) => field_type::ARRAY,
+            FieldValue::Timestamp(_) => field_type::TIMESTAMP,
+            FieldValue::Table(_) => field_type::TABLE,
+            FieldValue::Void => field_type::VOID,
+        }
+    }
+
+    /// Appends the type code and the value.
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.put_u8(self.type_code());
+        match self {
+            FieldValue::Bool(v) => out.put_u8(u8::from(*v)),
+            FieldValue::I8(v) => out.put_i8(*v),
+            FieldValue::U8(v) => out.put_u8(*v),
+            FieldValue::I16(v) => out.put_i16(*v),
+            FieldValue::U16(v) => out.put_u16(*v),
+            FieldValue::I32(v) => out.put_i32(*v),
+            FieldValue::U32(v) => out.put_u32(*v),
+            FieldValue::I64(v) => out.put_i64(*v),
+            FieldValue::F32(v) => out.put_f32(*v),
+            FieldValue::F64(v) => out.put_f64(*v),
+            FieldValue::Decimal { scale, value } => {
+                out.put_u8(*scale);
+                out.put_u32(*value);
+            }
+            FieldValue::LongStr(v) | FieldValue::ByteArray(v) => wire::put_long_str(out, v),
+            FieldValue::Array(values) => wire::put_length_prefixed(out, |out| {
+                for value in values {
+                    value.encode(out);
+                }
+            }),
+            FieldValue::Timestamp(v) => out.put_u64(*v),
+            FieldValue::Table(table) => table.encode(out),
+            FieldValue::Void => {}
+        }
+    }
+}
+
+impl From<bool> for FieldValue {
+    fn from(value: bool) -> FieldValue {
+        FieldValue::Bool(value)
+    }
+}
+
+impl From<i32> for FieldValue {
+    fn from(value: i32) -> FieldValue {
+        FieldValue::I32(value)
+    }
+}
+
+impl From<i64> for FieldValue {
+    fn from(value: i64) -> FieldValue {
+        FieldValue::I64(value)
+    }
+}
+
+impl From<&str> for FieldValue {
+    fn from(value: &str) -> FieldValue {
+        FieldValue::LongStr(Bytes::copy_from_slice(value.as_bytes()))
+    }
+}
+
+impl From<FieldTable> for FieldValue {
+    fn from(value: FieldTable) -> FieldValue {
+        FieldValue::Table(value)
+    }
+}
+
+/// A field table: entries in wire order. Lookups return the first entry with a key, as
+/// RabbitMQ's `table_lookup` does; `insert` replaces in place to keep one entry per key.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldTable(Vec<(ShortStr, FieldValue)>);
+
+impl FieldTable {
+    pub fn new() -> FieldTable {
+        FieldTable::default()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&FieldValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Sets `key`, returning the value it replaced.
+    pub fn insert(
+        &mut self,
+        key: impl Into<ShortStr>,
+        value: impl Into<FieldValue>,
+    ) -> Option<FieldValue> {
+        let key = key.into();
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, slot)) => Some(std::mem::replace(slot, value)),
+            None => {
+                self.0.push((key, value));
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<FieldValue> {
+        let index = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.remove(index).1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&ShortStr, &FieldValue)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Appends the table with its u32 length prefix.
+    pub fn encode(&self, out: &mut BytesMut) {
+        wire::put_length_prefixed(out, |out| {
+            for (key, value) in &self.0 {
+                wire::put_short_str(out, key);
+                value.encode(out);
+            }
+        });
+    }
+}
+
+impl From<Vec<(ShortStr, FieldValue)>> for FieldTable {
+    fn from(entries: Vec<(ShortStr, FieldValue)>) -> FieldTable {
+        FieldTable(entries)
+    }
+}
+
+impl<K: Into<ShortStr>, V: Into<FieldValue>> FromIterator<(K, V)> for FieldTable {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> FieldTable {
+        FieldTable(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+impl IntoIterator for FieldTable {
+    type Item = (ShortStr, FieldValue);
+    type IntoIter = std::vec::IntoIter<(ShortStr, FieldValue)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// Decodes a length-prefixed field table.
+pub(crate) fn table<'a>(src: &Bytes, i: &'a [u8]) -> WireResult<'a, FieldTable> {
+    table_at(src, i, 1)
+}
+
+fn table_at<'a>(src: &Bytes, i: &'a [u8], depth: usize) -> WireResult<'a, FieldTable> {
+    if depth > MAX_TABLE_DEPTH {
+        return fail(WireError::TooDeep);
+    }
+    let (rest, len) = be_u32(i)?;
+    let (rest, mut body) = take(len)(rest)?;
+    let mut entries = Vec::new();
+    while !body.is_empty() {
+        let (after_key, key) = wire::short_str(src, body)?;
+        let (after_value, value) = value_at(src, after_key, depth)?;
+        entries.push((key, value));
+        body = after_value;
+    }
+    Ok((rest, FieldTable(entries)))
+}
+
+fn array_at<'a>(src: &Bytes, i: &'a [u8], depth: usize) -> WireResult<'a, Vec<FieldValue>> {
+    if depth > MAX_TABLE_DEPTH {
+        return fail(WireError::TooDeep);
+    }
+    let (rest, len) = be_u32(i)?;
+    let (rest, mut body) = take(len)(rest)?;
+    let mut values = Vec::new();
+    while !body.is_empty() {
+        let (after, value) = value_at(src, body, depth)?;
+        values.push(value);
+        body = after;
+    }
+    Ok((rest, values))
+}
+
+/// One type code and value; `depth` is that of the table or array holding it.
+fn value_at<'a>(src: &Bytes, i: &'a [u8], depth: usize) -> WireResult<'a, FieldValue> {
+    let (i, code) = be_u8(i)?;
+    match code {
+        field_type::BOOL => be_u8(i).map(|(i, v)| (i, FieldValue::Bool(v != 0))),
+        field_type::I8 => be_i8(i).map(|(i, v)| (i, FieldValue::I8(v))),
+        field_type::U8 => be_u8(i).map(|(i, v)| (i, FieldValue::U8(v))),
+        field_type::I16 => be_i16(i).map(|(i, v)| (i, FieldValue::I16(v))),
+        field_type::U16 => be_u16(i).map(|(i, v)| (i, FieldValue::U16(v))),
+        field_type::I32 => be_i32(i).map(|(i, v)| (i, FieldValue::I32(v))),
+        field_type::U32 => be_u32(i).map(|(i, v)| (i, FieldValue::U32(v))),
+        field_type::I64 => be_i64(i).map(|(i, v)| (i, FieldValue::I64(v))),
+        field_type::F32 => be_f32(i).map(|(i, v)| (i, FieldValue::F32(v))),
+        field_type::F64 => be_f64(i).map(|(i, v)| (i, FieldValue::F64(v))),
+        field_type::DECIMAL => {
+            let (i, scale) = be_u8(i)?;
+            let (i, value) = be_u32(i)?;
+            Ok((i, FieldValue::Decimal { scale, value }))
+        }
+        field_type::LONG_STR => wire::long_str(src, i).map(|(i, v)| (i, FieldValue::LongStr(v))),
+        field_type::BYTE_ARRAY => {
+            wire::long_str(src, i).map(|(i, v)| (i, FieldValue::ByteArray(v)))
+        }
+        field_type::ARRAY => array_at(src, i, depth + 1).map(|(i, v)| (i, FieldValue::Array(v))),
+        field_type::TIMESTAMP => be_u64(i).map(|(i, v)| (i, FieldValue::Timestamp(v))),
+        field_type::TABLE => table_at(src, i, depth + 1).map(|(i, v)| (i, FieldValue::Table(v))),
+        field_type::VOID => Ok((i, FieldValue::Void)),
+        other => fail(WireError::UnknownFieldType(other)),
+    }
+}
+
+/// proptest strategies for strings, values and tables (nested up to a few levels).
+#[cfg(test)]
+pub(crate) mod arbitrary {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    pub(crate) fn short_str() -> impl Strategy<Value = ShortStr> {
+        prop_oneof![
+            "[a-zA-Z0-9._-]{0,20}".prop_map(ShortStr::from),
+            // Multi-byte characters near the 255-byte limit.
+            "\\PC{0,85}".prop_map(ShortStr::from),
+        ]
+    }
+
+    pub(crate) fn long_str() -> impl Strategy<Value = LongStr> {
+        vec(any::<u8>(), 0..64).prop_map(Bytes::from)
+    }
+
+    fn scalar() -> impl Strategy<Value = FieldValue> {
+        prop_oneof![
+            any::<bool>().prop_map(FieldValue::Bool),
+            any::<i8>().prop_map(FieldValue::I8),
+            any::<u8>().prop_map(FieldValue::U8),
+            any::<i16>().prop_map(FieldValue::I16),
+            any::<u16>().prop_map(FieldValue::U16),
+            any::<i32>().prop_map(FieldValue::I32),
+            any::<u32>().prop_map(FieldValue::U32),
+            any::<i64>().prop_map(FieldValue::I64),
+            // NaN is never equal to itself, which would fail round-trip comparisons.
+            any::<f32>()
+                .prop_filter("not NaN", |v| !v.is_nan())
+                .prop_map(FieldValue::F32),
+            any::<f64>()
+                .prop_filter("not NaN", |v| !v.is_nan())
+                .prop_map(FieldValue::F64),
+            (any::<u8>(), any::<u32>())
+                .prop_map(|(scale, value)| FieldValue::Decimal { scale, value }),
+            long_str().prop_map(FieldValue::LongStr),
+            long_str().prop_map(FieldValue::ByteArray),
+            any::<u64>().prop_map(FieldValue::Timestamp),
+            Just(FieldValue::Void),
+        ]
+    }
+
+    pub(crate) fn field_value() -> impl Strategy<Value = FieldValue> {
+        scalar().prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                vec(inner.clone(), 0..6).prop_map(FieldValue::Array),
+                vec((short_str(), inner), 0..6)
+                    .prop_map(|entries| FieldValue::Table(FieldTable(entries))),
+            ]
+        })
+    }
+
+    pub(crate) fn table() -> impl Strategy<Value = FieldTable> {
+        vec((short_str(), field_value()), 0..6).prop_map(FieldTable)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn encoded(table: &FieldTable) -> Bytes {
+        let mut out = BytesMut::new();
+        table.encode(&mut out);
+        out.freeze()
+    }
+
+    fn decoded(src: &Bytes) -> Result<FieldTable, nom::Err<WireError>> {
+        let (rest, table) = table(src, src)?;
+        assert!(rest.is_empty(), "{} bytes left over", rest.len());
+        Ok(table)
+    }
+
+    /// A table nested `depth` tables deep (the outer one counts).
+    fn nested(depth: usize) -> FieldTable {
+        let mut table = FieldTable::new();
+        for _ in 1..depth {
+            let mut outer = FieldTable::new();
+            outer.insert("k", table);
+            table = outer;
+        }
+        table
+    }
+
+    proptest! {
+        #[test]
+        fn value_round_trips(value in arbitrary::field_value()) {
+            let table: FieldTable = [("v", value)].into_iter().collect();
+            prop_assert_eq!(decoded(&encoded(&table)).unwrap(), table);
+        }
+
+        #[test]
+        fn table_round_trips(table in arbitrary::table()) {
+            prop_assert_eq!(decoded(&encoded(&table)).unwrap(), table);
+        }
+
+        #[test]
+        fn truncated_table_is_an_error(table in arbitrary::table(), cut in 1usize..64) {
+            let bytes = encoded(&table);
+            let keep = bytes.len().saturating_sub(cut);
+            prop_assert!(decoded(&bytes.slice(..keep)).is_err());
+        }
+
+        #[test]
+        fn short_str_from_str_keeps_valid_prefix(s in "\\PC{0,300}") {
+            let short = ShortStr::from(s.as_str());
+            prop_assert!(short.len() <= 255);
+            prop_assert!(s.starts_with(short.as_str()));
+            prop_assert_eq!(ShortStr::from(s.clone()), short);
+        }
+    }
+
+    #[test]
+    fn rabbitmq_type_codes() {
+        let table: FieldTable = [
+            ("s", FieldValue::I16(-2)),
+            ("l", FieldValue::I64(-3)),
+            ("x", FieldValue::ByteArray(Bytes::from_static(b"\x00\xff"))),
+            ("u", FieldValue::U16(7)),
+            ("I", FieldValue::I32(-1)),
+            ("i", FieldValue::U32(1)),
+        ]
+        .into_iter()
+        .collect();
+        let bytes = encoded(&table);
+        // Each key is a one-letter shortstr naming the code its value must be written with.
+        let mut at = 4;
+        for (key, value) in table.iter() {
+            assert_eq!(bytes[at + 2], key.as_bytes()[0], "code of {value:?}");
+            let mut one = BytesMut::new();
+            value.encode(&mut one);
+            at += 2 + one.len();
+        }
+        assert_eq!(at, bytes.len());
+    }
+
+    #[test]
+    fn nesting_limit_is_enforced() {
+        let ok = encoded(&nested(MAX_TABLE_DEPTH));
+        assert_eq!(decoded(&ok).unwrap(), nested(MAX_TABLE_DEPTH));
+        let deep = encoded(&nested(MAX_TABLE_DEPTH + 1));
+        assert_eq!(
+            decoded(&deep).unwrap_err(),
+            nom::Err::Failure(WireError::TooDeep)
+        );
+    }
+
+    #[test]
+    fn arrays_count_towards_depth() {
+        let mut value = FieldValue::Void;
+        for _ in 0..MAX_TABLE_DEPTH {
+            value = FieldValue::Array(vec![value]);
+        }
+        let table: FieldTable = [("a", value)].into_iter().collect();
+        assert_eq!(
+            decoded(&encoded(&table)).unwrap_err(),
+            nom::Err::Failure(WireError::TooDeep)
+        );
+    }
+
+    #[test]
+    fn unknown_type_code_and_bad_key_are_errors() {
+        let bytes = Bytes::from_static(b"\x00\x00\x00\x03\x01kZ");
+        assert_eq!(
+            decoded(&bytes).unwrap_err(),
+            nom::Err::Failure(WireError::UnknownFieldType(b'Z'))
+        );
+        let bytes = Bytes::from_static(b"\x00\x00\x00\x03\x01\xffV");
+        assert_eq!(
+            decoded(&bytes).unwrap_err(),
+            nom::Err::Failure(WireError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn decoded_strings_share_the_buffer() {
+        let table: FieldTable = [("key", FieldValue::from("value"))].into_iter().collect();
+        let bytes = encoded(&table);
+        let decoded = decoded(&bytes).unwrap();
+        let Some(FieldValue::LongStr(value)) = decoded.get("key") else {
+            panic!("missing key");
+        };
+        let range = bytes.as_ptr_range();
+        assert!(range.contains(&value.as_ptr()));
+    }
+
+    #[test]
+    fn table_api() {
+        let mut table = FieldTable::new();
+        assert!(table.is_empty());
+        assert_eq!(table.insert("a", 1), None);
+        assert_eq!(table.insert("b", true), None);
+        assert_eq!(table.insert("a", 2), Some(FieldValue::I32(1)));
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.get("a"), Some(&FieldValue::I32(2)));
+        assert_eq!(table.remove("a"), Some(FieldValue::I32(2)));
+        assert_eq!(table.get("a"), None);
+        let keys: Vec<&str> = table.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["b"]);
+    }
+
+    #[test]
+    fn short_str_checks() {
+        assert_eq!(
+            ShortStr::new(&"x".repeat(256)),
+            Err(ShortStrError::TooLong(256))
+        );
+        assert_eq!(
+            ShortStr::try_from(Bytes::from_static(b"\xc3")),
+            Err(ShortStrError::InvalidUtf8)
+        );
+        let s = ShortStr::try_from(Bytes::from_static(b"caf\xc3\xa9")).unwrap();
+        assert_eq!(s.as_str(), "café");
+        assert_eq!(s.to_string(), "café");
+        let mut set = std::collections::HashSet::new();
+        set.insert(s.clone());
+        assert!(set.contains("café"));
+        let (a, b) = (ShortStr::from("a"), ShortStr::from("b"));
+        assert!(a < b);
+        // 'é' is two bytes: 128 of them are 256 bytes, cut to 127 characters.
+        assert_eq!(ShortStr::from("é".repeat(128).as_str()).len(), 254);
+    }
+}
