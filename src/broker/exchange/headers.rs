@@ -236,7 +236,7 @@ mod tests {
     fn table(pairs: &[(&str, FieldValue)]) -> FieldTable {
         let mut t = FieldTable::default();
         for (k, v) in pairs {
-            t.insert((*k).into(), v.clone());
+            t.insert(*k, v.clone());
         }
         t
     }

@@ -122,8 +122,8 @@ impl<D: Clone + PartialEq> TopicRouter<D> {
 /// `(# node, position)` state once, so patterns such as `#.#.#` stay linear instead of
 /// exponential and no binding is reported twice through different `#` splits. Every other state
 /// has a single parent state, so it cannot repeat.
-fn walk<'a, D: Clone>(
-    node: &'a Node<D>,
+fn walk<D: Clone>(
+    node: &Node<D>,
     key: &[&str],
     at: usize,
     out: &mut Vec<D>,
@@ -152,11 +152,14 @@ fn walk<'a, D: Clone>(
     }
 }
 
+/// Takes the matching bindings out of a node's list; returns how many it took.
+type RemoveFn<'f, D> = dyn FnMut(&mut Vec<(D, FieldTable)>) -> usize + 'f;
+
 /// Applies `remove` to the bindings at the end of `path` and prunes the branches left empty.
 fn remove_at<D>(
     node: &mut Node<D>,
     path: &[&str],
-    remove: &mut dyn FnMut(&mut Vec<(D, FieldTable)>) -> usize,
+    remove: &mut RemoveFn<'_, D>,
 ) -> usize {
     let Some((word, rest)) = path.split_first() else {
         return remove(&mut node.bindings);
@@ -180,7 +183,7 @@ fn remove_at<D>(
 fn remove_in_slot<D>(
     slot: &mut Option<Box<Node<D>>>,
     rest: &[&str],
-    remove: &mut dyn FnMut(&mut Vec<(D, FieldTable)>) -> usize,
+    remove: &mut RemoveFn<'_, D>,
 ) -> usize {
     let Some(child) = slot else {
         return 0;

@@ -4,7 +4,6 @@
 //! priorities first, set `redelivered` exactly on messages handed out before, and never stop
 //! dispatching while a ready message and a consumer with credit are both there.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
