@@ -1,6 +1,9 @@
-//! The broker model. For now: users, virtual hosts and permissions, built from the
-//! configuration at boot (exchanges, queues and bindings come with messaging).
+//! The broker model: users, virtual hosts and permissions built from the configuration at
+//! boot; exchange routing and the queue state machine (wired to channels with messaging).
 
+pub mod exchange;
+pub mod message;
+pub mod queue;
 mod users;
 mod vhost;
 

@@ -1,0 +1,22 @@
+//! A published message as the broker holds it: routing facts, properties, and the body, which
+//! is a `Bytes` slice of the frame it arrived in. One `Arc<Message>` is shared by every queue
+//! the message was routed to, so fan-out never copies the body.
+
+use bytes::Bytes;
+
+use crate::protocol::{BasicProperties, ShortStr};
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub exchange: ShortStr,
+    pub routing_key: ShortStr,
+    pub properties: BasicProperties,
+    pub body: Bytes,
+}
+
+impl Message {
+    /// The body size, which length limits in bytes count.
+    pub fn body_size(&self) -> u64 {
+        self.body.len() as u64
+    }
+}

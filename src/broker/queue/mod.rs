@@ -1,0 +1,14 @@
+//! Queues. `state` is the serial state machine of one queue (FIFO with requeue in place,
+//! consumers, prefetch credit, unacknowledged deliveries), plain single-threaded code with no
+//! I/O; the task that owns a queue feeds it commands and ships its deliveries.
+
+mod consumers;
+mod limit;
+mod state;
+
+pub use consumers::{ConsumerId, ConsumerSpec};
+pub use limit::ChannelLimit;
+pub use state::{Delivery, Entry, OwnerId, Position, QueueState};
+
+#[cfg(test)]
+mod model_tests;
