@@ -82,7 +82,10 @@ mod tests {
         assert!(r.bind("q1", "a", &none));
         assert!(r.bind("q2", "a", &none));
         assert!(r.bind("q3", "b", &none));
-        assert!(!r.bind("q1", "a", &none), "the same binding twice is one binding");
+        assert!(
+            !r.bind("q1", "a", &none),
+            "the same binding twice is one binding"
+        );
         let mut out = Vec::new();
         r.route("a", &mut out);
         out.sort_unstable();

@@ -255,8 +255,16 @@ mod tests {
 
     #[test]
     fn all_and_any() {
-        let all = table(&[("x-match", s("all")), ("a", s("1")), ("b", FieldValue::I32(2))]);
-        let any = table(&[("x-match", s("any")), ("a", s("1")), ("b", FieldValue::I32(2))]);
+        let all = table(&[
+            ("x-match", s("all")),
+            ("a", s("1")),
+            ("b", FieldValue::I32(2)),
+        ]);
+        let any = table(&[
+            ("x-match", s("any")),
+            ("a", s("1")),
+            ("b", FieldValue::I32(2)),
+        ]);
         let both = table(&[("a", s("1")), ("b", FieldValue::I32(2)), ("c", s("x"))]);
         let one = table(&[("a", s("1"))]);
         let wrong = table(&[("a", s("2")), ("b", FieldValue::I32(3))]);
@@ -281,7 +289,10 @@ mod tests {
         let plain = table(&[("x-match", s("all")), ("x-tenant", s("t1"))]);
         let with_x = table(&[("x-match", s("all-with-x")), ("x-tenant", s("t1"))]);
         let other = table(&[("x-tenant", s("t2"))]);
-        assert!(selects(&plain, Some(&other)), "x- arguments are skipped by all");
+        assert!(
+            selects(&plain, Some(&other)),
+            "x- arguments are skipped by all"
+        );
         assert!(!selects(&with_x, Some(&other)));
         assert!(selects(&with_x, Some(&table(&[("x-tenant", s("t1"))]))));
         let any_with_x = table(&[("x-match", s("any-with-x")), ("x-a", s("1")), ("b", s("2"))]);
@@ -291,8 +302,14 @@ mod tests {
     #[test]
     fn void_means_present_and_values_compare_like_erlang() {
         let present = table(&[("a", FieldValue::Void)]);
-        assert!(selects(&present, Some(&table(&[("a", FieldValue::I64(9))]))));
-        assert!(!selects(&present, Some(&table(&[("b", FieldValue::I64(9))]))));
+        assert!(selects(
+            &present,
+            Some(&table(&[("a", FieldValue::I64(9))]))
+        ));
+        assert!(!selects(
+            &present,
+            Some(&table(&[("b", FieldValue::I64(9))]))
+        ));
         let one = table(&[("n", FieldValue::I8(1))]);
         assert!(selects(&one, Some(&table(&[("n", FieldValue::I64(1))]))));
         assert!(selects(&one, Some(&table(&[("n", FieldValue::F64(1.0))]))));

@@ -38,7 +38,10 @@ impl<D> Default for Node<D> {
 
 impl<D> Node<D> {
     fn is_empty(&self) -> bool {
-        self.bindings.is_empty() && self.words.is_empty() && self.star.is_none() && self.hash.is_none()
+        self.bindings.is_empty()
+            && self.words.is_empty()
+            && self.star.is_none()
+            && self.hash.is_none()
     }
 
     fn child_mut(&mut self, word: &str) -> &mut Node<D> {
@@ -82,14 +85,15 @@ impl<D: Clone + PartialEq> TopicRouter<D> {
 
     pub fn unbind(&mut self, dest: &D, key: &str, args: &FieldTable) -> bool {
         let path: Vec<&str> = words(key).collect();
-        let removed = remove_at(&mut self.root, &path, &mut |bindings| {
-            match bindings.iter().position(|(d, a)| d == dest && a == args) {
-                Some(at) => {
-                    bindings.swap_remove(at);
-                    1
-                }
-                None => 0,
+        let removed = remove_at(&mut self.root, &path, &mut |bindings| match bindings
+            .iter()
+            .position(|(d, a)| d == dest && a == args)
+        {
+            Some(at) => {
+                bindings.swap_remove(at);
+                1
             }
+            None => 0,
         });
         self.len -= removed;
         removed == 1
@@ -156,11 +160,7 @@ fn walk<D: Clone>(
 type RemoveFn<'f, D> = dyn FnMut(&mut Vec<(D, FieldTable)>) -> usize + 'f;
 
 /// Applies `remove` to the bindings at the end of `path` and prunes the branches left empty.
-fn remove_at<D>(
-    node: &mut Node<D>,
-    path: &[&str],
-    remove: &mut RemoveFn<'_, D>,
-) -> usize {
+fn remove_at<D>(node: &mut Node<D>, path: &[&str], remove: &mut RemoveFn<'_, D>) -> usize {
     let Some((word, rest)) = path.split_first() else {
         return remove(&mut node.bindings);
     };
@@ -274,7 +274,10 @@ mod tests {
             let mut r = TopicRouter::default();
             r.bind(1, pattern, &FieldTable::default());
             let got = routed(&r, key) == [1];
-            assert_eq!(got, expected, "binding {pattern:?} with routing key {key:?}");
+            assert_eq!(
+                got, expected,
+                "binding {pattern:?} with routing key {key:?}"
+            );
         }
     }
 

@@ -4,7 +4,6 @@
 //! priorities first, set `redelivered` exactly on messages handed out before, and never stop
 //! dispatching while a ready message and a consumer with credit are both there.
 
-
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -27,13 +26,24 @@ fn message(position: u64) -> Arc<Message> {
 #[derive(Debug, Clone)]
 enum Op {
     Publish(u8),
-    Consume { owner: u64, prefetch: u32, no_ack: bool, priority: i32 },
+    Consume {
+        owner: u64,
+        prefetch: u32,
+        no_ack: bool,
+        priority: i32,
+    },
     Cancel(usize),
     Dispatch(usize),
     Ack(usize),
     AckAsStranger(usize),
-    Nack { pick: usize, requeue: bool },
-    Get { owner: u64, no_ack: bool },
+    Nack {
+        pick: usize,
+        requeue: bool,
+    },
+    Get {
+        owner: u64,
+        no_ack: bool,
+    },
     Purge,
     CloseOwner(u64),
 }
@@ -91,7 +101,10 @@ struct Model {
 
 impl Model {
     fn in_flight(&self, consumer: ConsumerId) -> u32 {
-        self.unacked.values().filter(|u| u.consumer == Some(consumer)).count() as u32
+        self.unacked
+            .values()
+            .filter(|u| u.consumer == Some(consumer))
+            .count() as u32
     }
 
     fn channel_in_flight(&self, owner: u64) -> u32 {
@@ -146,7 +159,12 @@ fn run(ops: Vec<Op>) {
                     model.published += 1;
                 }
             }
-            Op::Consume { owner, prefetch, no_ack, priority } => {
+            Op::Consume {
+                owner,
+                prefetch,
+                no_ack,
+                priority,
+            } => {
                 let id = model.next_consumer;
                 model.next_consumer += 1;
                 queue.add_consumer(ConsumerSpec {
@@ -157,13 +175,25 @@ fn run(ops: Vec<Op>) {
                     priority,
                     channel_limit: limits.get(&owner).cloned(),
                 });
-                model.consumers.insert(id, ModelConsumer { owner, prefetch, no_ack, priority });
+                model.consumers.insert(
+                    id,
+                    ModelConsumer {
+                        owner,
+                        prefetch,
+                        no_ack,
+                        priority,
+                    },
+                );
             }
             Op::Cancel(pick) => {
                 if model.consumers.is_empty() {
                     continue;
                 }
-                let id = *model.consumers.keys().nth(pick % model.consumers.len()).unwrap();
+                let id = *model
+                    .consumers
+                    .keys()
+                    .nth(pick % model.consumers.len())
+                    .unwrap();
                 assert!(queue.cancel_consumer(id).is_some());
                 model.consumers.remove(&id);
                 for u in model.unacked.values_mut() {
@@ -180,11 +210,18 @@ fn run(ops: Vec<Op>) {
                 for d in out {
                     let id = d.consumer.expect("a dispatch goes to a consumer");
                     let c = model.consumers[&id];
-                    assert_eq!(Some(&d.position), model.ready.first(), "FIFO with requeue in place");
+                    assert_eq!(
+                        Some(&d.position),
+                        model.ready.first(),
+                        "FIFO with requeue in place"
+                    );
                     assert!(model.has_credit(id), "consumer {id} had no credit");
                     for (other, oc) in &model.consumers {
                         if oc.priority > c.priority {
-                            assert!(!model.has_credit(*other), "a higher priority consumer had credit");
+                            assert!(
+                                !model.has_credit(*other),
+                                "a higher priority consumer had credit"
+                            );
                         }
                     }
                     assert_eq!(d.redelivered, model.handed_out.contains(&d.position));
@@ -196,7 +233,11 @@ fn run(ops: Vec<Op>) {
                         let took_channel_credit = channel_limit_of(c.owner).is_some();
                         model.unacked.insert(
                             d.position,
-                            ModelUnacked { owner: c.owner, consumer: Some(id), took_channel_credit },
+                            ModelUnacked {
+                                owner: c.owner,
+                                consumer: Some(id),
+                                took_channel_credit,
+                            },
                         );
                     }
                 }
@@ -213,7 +254,10 @@ fn run(ops: Vec<Op>) {
             }
             Op::AckAsStranger(pick) => {
                 if let Some((position, u)) = model.nth_unacked(pick) {
-                    assert!(queue.ack(u.owner + 10, position).is_none(), "only the owner settles");
+                    assert!(
+                        queue.ack(u.owner + 10, position).is_none(),
+                        "only the owner settles"
+                    );
                 }
             }
             Op::Nack { pick, requeue } => {
@@ -241,7 +285,11 @@ fn run(ops: Vec<Op>) {
                         if !no_ack {
                             model.unacked.insert(
                                 position,
-                                ModelUnacked { owner, consumer: None, took_channel_credit: false },
+                                ModelUnacked {
+                                    owner,
+                                    consumer: None,
+                                    took_channel_credit: false,
+                                },
                             );
                         }
                     }
@@ -272,7 +320,11 @@ fn run(ops: Vec<Op>) {
         let bytes: u64 = model.ready.iter().map(|p| p % 7).sum();
         assert_eq!(queue.ready_bytes(), bytes);
         for (owner, limit) in &limits {
-            assert_eq!(limit.in_flight(), model.channel_in_flight(*owner), "channel {owner} credit");
+            assert_eq!(
+                limit.in_flight(),
+                model.channel_in_flight(*owner),
+                "channel {owner} credit"
+            );
         }
     }
 }
