@@ -84,24 +84,33 @@ def unique_name(scenario, suffix=""):
     return f"{name}.{suffix}" if suffix else name
 
 
-def wait_for(conn, condition, timeout, what):
-    """Pumps the connection's I/O (so consumer callbacks run) until condition() holds."""
+def _pump(conns, seconds):
+    if not isinstance(conns, (list, tuple)):
+        conns = [conns]
+    for conn in conns:
+        conn.process_data_events(time_limit=seconds / len(conns))
+
+
+def wait_for(conns, condition, timeout, what):
+    """Pumps the I/O of one connection or a list of them (so consumer callbacks run) until
+    condition() holds; fails after `timeout` seconds."""
     import time
 
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             fail(f"timed out after {timeout}s waiting for {what}")
-        conn.process_data_events(time_limit=0.05)
+        _pump(conns, 0.05)
 
 
-def settle(conn, seconds):
-    """Pumps the connection's I/O for `seconds` (to let unexpected deliveries show up)."""
+def settle(conns, seconds):
+    """Pumps the I/O of one connection or a list of them for `seconds` (to let unexpected
+    deliveries show up)."""
     import time
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        conn.process_data_events(time_limit=max(0.0, deadline - time.monotonic()))
+        _pump(conns, min(0.05, max(0.0, deadline - time.monotonic())))
 
 
 def run(main):
