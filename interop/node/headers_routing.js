@@ -51,6 +51,7 @@ runScenario(async (url) => {
     await ch.bindQueue(queue, exchange, '', END);
     queues.push(queue);
     got[queue] = [];
+    // msg is null when the broker cancels the consumer (the queue is deleted at the end)
     await ch.consume(queue, (msg) => msg && got[queue].push(msg.content.toString()), { noAck: true });
   }
 

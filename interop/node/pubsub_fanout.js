@@ -23,6 +23,7 @@ runScenario(async (url) => {
     queues.push(queue);
     got[queue] = [];
     await ch.bindQueue(queue, exchange, `ignored.${i}`);
+    // msg is null when the broker cancels the consumer (the queue is deleted at the end)
     await ch.consume(queue, (msg) => msg && got[queue].push(msg.content.toString()), { noAck: true });
   }
   console.log(`server-named queues: ${show(queues)}`);

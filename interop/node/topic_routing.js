@@ -45,6 +45,7 @@ runScenario(async (url) => {
     for (const key of [...keys, END]) await ch.bindQueue(queue, exchange, key);
     queues.push(queue);
     got[queue] = [];
+    // msg is null when the broker cancels the consumer (the queue is deleted at the end)
     await ch.consume(queue, (msg) => msg && got[queue].push(msg.content.toString()), { noAck: true });
   }
 

@@ -165,6 +165,3 @@ func WaitFor(cond func() bool, timeout time.Duration, what func() string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
-// Show formats a value for failure messages.
-func Show(v interface{}) string { return fmt.Sprintf("%q", v) }
