@@ -58,4 +58,69 @@ function runScenario(body, timeoutSeconds = 30) {
   );
 }
 
-module.exports = { check, checkServerProperties, fail, runScenario };
+// Connects with a 10 s timeout; an unexpected connection error or close fails the scenario.
+// Call `conn.closeCleanly()` instead of `conn.close()` at the end.
+async function connect(url) {
+  const amqp = require('amqplib');
+  const conn = await amqp.connect(url, { timeout: 10000 });
+  let closing = false;
+  conn.on('error', (err) => fail(`connection error: ${err.message}`));
+  conn.on('close', (err) => {
+    if (!closing) fail(`connection closed unexpectedly${err ? `: ${err.message}` : ''}`);
+  });
+  conn.closeCleanly = async () => {
+    closing = true;
+    await conn.close();
+  };
+  return conn;
+}
+
+// A channel (a confirm channel if `confirm`) whose errors fail the scenario, unless
+// `onError` handles them.
+async function openChannel(conn, { confirm = false, onError = null } = {}) {
+  const ch = confirm ? await conn.createConfirmChannel() : await conn.createChannel();
+  ch.on('error', onError || ((err) => fail(`channel ${ch.ch} error: ${err.message}`)));
+  return ch;
+}
+
+// A name no other run (parallel or earlier) uses: interop.<scenario>.node.<random>[.<suffix>].
+function uniqueName(scenario, suffix = '') {
+  const name = `interop.${scenario}.node.${require('node:crypto').randomBytes(4).toString('hex')}`;
+  return suffix ? `${name}.${suffix}` : name;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Waits (polling every 10 ms, so deliveries are processed meanwhile) until condition() holds;
+// throws after timeoutMs. `what` may be a function, evaluated only for the error message.
+async function waitFor(condition, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${typeof what === 'function' ? what() : what}`);
+    }
+    await sleep(10);
+  }
+}
+
+// JSON for messages: Buffers as strings, BigInts as numbers.
+function show(value) {
+  return JSON.stringify(value, (_k, v) => {
+    if (typeof v === 'bigint') return Number(v);
+    if (v && v.type === 'Buffer' && Array.isArray(v.data)) return Buffer.from(v.data).toString();
+    return v;
+  });
+}
+
+module.exports = {
+  check,
+  checkServerProperties,
+  connect,
+  fail,
+  openChannel,
+  runScenario,
+  show,
+  sleep,
+  uniqueName,
+  waitFor,
+};

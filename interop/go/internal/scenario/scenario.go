@@ -5,6 +5,8 @@
 package scenario
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"sort"
@@ -88,4 +90,78 @@ func CheckServerProperties(props amqp.Table) {
 		parts = append(parts, fmt.Sprintf("%s=%v", k, caps[k]))
 	}
 	fmt.Printf("server capabilities: %s\n", strings.Join(parts, ", "))
+}
+
+// UniqueName returns a name no other run (parallel or earlier) uses:
+// interop.<scenario>.go.<random>[.<suffix>].
+func UniqueName(scenario string, suffix ...string) string {
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		Fail("crypto/rand: %v", err)
+	}
+	name := fmt.Sprintf("interop.%s.go.%s", scenario, hex.EncodeToString(b))
+	for _, s := range suffix {
+		name += "." + s
+	}
+	return name
+}
+
+// Must fails the scenario if err is not nil; what describes the operation.
+func Must(err error, what string, args ...interface{}) {
+	if err != nil {
+		Fail("%s failed: %v", fmt.Sprintf(what, args...), err)
+	}
+}
+
+// Channel opens a channel or fails.
+func Channel(conn *amqp.Connection) *amqp.Channel {
+	ch, err := conn.Channel()
+	Must(err, "opening a channel")
+	return ch
+}
+
+// Publish publishes msg or fails.
+func Publish(ch *amqp.Channel, exchange, key string, mandatory bool, msg amqp.Publishing) {
+	Must(ch.Publish(exchange, key, mandatory, false, msg), "publishing to exchange %q with routing key %q", exchange, key)
+}
+
+// Consume starts a consumer or fails.
+func Consume(ch *amqp.Channel, queue, tag string, autoAck bool) <-chan amqp.Delivery {
+	d, err := ch.Consume(queue, tag, autoAck, false, false, false, nil)
+	Must(err, "basic.consume on %q", queue)
+	return d
+}
+
+// Receive returns the next delivery, failing after timeout or if the consumer ends.
+func Receive(deliveries <-chan amqp.Delivery, timeout time.Duration, what string, args ...interface{}) amqp.Delivery {
+	select {
+	case d, ok := <-deliveries:
+		Check(ok, "consumer ended (channel closed or consumer cancelled) while waiting for %s", fmt.Sprintf(what, args...))
+		return d
+	case <-time.After(timeout):
+		Fail("timed out after %s waiting for %s", timeout, fmt.Sprintf(what, args...))
+	}
+	return amqp.Delivery{}
+}
+
+// NoMore fails if a delivery arrives within wait.
+func NoMore(deliveries <-chan amqp.Delivery, wait time.Duration, what string, args ...interface{}) {
+	select {
+	case d, ok := <-deliveries:
+		if ok {
+			Fail("unexpected delivery %q (%s)", d.Body, fmt.Sprintf(what, args...))
+		}
+	case <-time.After(wait):
+	}
+}
+
+// WaitFor polls cond every 10 ms until it holds, failing after timeout.
+func WaitFor(cond func() bool, timeout time.Duration, what func() string) {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			Fail("timed out after %s waiting for %s", timeout, what())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
