@@ -61,11 +61,16 @@ fn codec(c: &mut Criterion) {
                 black_box(out.len())
             })
         });
-        group.bench_function("decode", |b| {
+        // A read buffer usually holds many frames, so decoding is timed over a run of messages
+        // (about 64 KiB of them) as a connection would see them.
+        let messages = (64 * 1024 / wire.len()).max(1);
+        let run: Bytes = wire.repeat(messages).into();
+        group.throughput(Throughput::Bytes(run.len() as u64));
+        group.bench_function(format!("decode_x{messages}"), |b| {
             let mut decoder = FrameDecoder::new(FRAME_MAX);
             b.iter_batched(
                 // The copy into a read buffer stands for the socket read and is not timed.
-                || BytesMut::from(&wire[..]),
+                || BytesMut::from(&run[..]),
                 |mut buf| {
                     let mut frames = 0;
                     while let Ok(Some(frame)) = decoder.decode(&mut buf) {
@@ -74,7 +79,7 @@ fn codec(c: &mut Criterion) {
                         }
                         frames += 1;
                     }
-                    assert_eq!(frames, 3);
+                    assert_eq!(frames, 3 * messages);
                     frames
                 },
                 BatchSize::SmallInput,

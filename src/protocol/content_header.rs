@@ -1,11 +1,10 @@
 //! The content header frame payload: class, body size and the basic properties.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use nom::number::complete::{be_u16, be_u64};
 
 use super::error::HeaderError;
 use super::generated::BasicProperties;
-use super::wire::{WireError, WireResult};
+use super::wire::WireError;
 
 /// Bit 0 of a property-flags word announces another flags word.
 const CONTINUATION_FLAG: u16 = 0x0001;
@@ -28,19 +27,28 @@ impl ContentHeader {
     ///
     /// Flag bit 1 is not assigned to any property; RabbitMQ ignores it, and so do we.
     pub fn decode(payload: Bytes) -> Result<ContentHeader, HeaderError> {
-        if payload.len() < FIXED_LEN {
+        // The fixed part is read by hand: it cannot fail once the length is checked, and the
+        // properties are then decoded straight into the returned value (this is per message).
+        let Some(&[c1, c2, _, _, b1, b2, b3, b4, b5, b6, b7, b8, f1, f2]) =
+            payload.get(..FIXED_LEN)
+        else {
             return Err(HeaderError::TooShort { payload });
+        };
+        let flags = u16::from_be_bytes([f1, f2]);
+        if flags & CONTINUATION_FLAG != 0 {
+            return Err(HeaderError::Continuation { flags });
         }
-        match parse(&payload) {
-            Ok(([], header)) => Ok(header),
-            Ok(_) => Err(HeaderError::Malformed { payload }),
-            Err(nom::Err::Failure(Failure::Continuation(flags))) => {
-                Err(HeaderError::Continuation { flags })
-            }
-            Err(nom::Err::Failure(Failure::Wire(WireError::InvalidUtf8))) => {
-                Err(HeaderError::InvalidUtf8)
-            }
-            Err(_) => Err(HeaderError::Malformed { payload }),
+        let known = flags & BasicProperties::KNOWN_FLAGS;
+        match BasicProperties::decode_fields(&payload, known, &payload[FIXED_LEN..]) {
+            Ok(([], properties)) => Ok(ContentHeader {
+                class_id: u16::from_be_bytes([c1, c2]),
+                body_size: u64::from_be_bytes([b1, b2, b3, b4, b5, b6, b7, b8]),
+                properties,
+            }),
+            Err(
+                nom::Err::Error(WireError::InvalidUtf8) | nom::Err::Failure(WireError::InvalidUtf8),
+            ) => Err(HeaderError::InvalidUtf8),
+            _ => Err(HeaderError::Malformed { payload }),
         }
     }
 
@@ -53,34 +61,6 @@ impl ContentHeader {
         out.put_u16(self.properties.flags());
         self.properties.encode_fields(out);
     }
-}
-
-enum Failure {
-    Continuation(u16),
-    Wire(WireError),
-}
-
-fn parse(payload: &Bytes) -> Result<(&[u8], ContentHeader), nom::Err<Failure>> {
-    let wire = |e: nom::Err<WireError>| e.map(Failure::Wire);
-    let i: &[u8] = payload;
-    let (i, class_id) = be_u16(i).map_err(wire)?;
-    let (i, _weight) = be_u16::<_, WireError>(i).map_err(wire)?;
-    let (i, body_size) = be_u64::<_, WireError>(i).map_err(wire)?;
-    let (i, flags) = be_u16::<_, WireError>(i).map_err(wire)?;
-    if flags & CONTINUATION_FLAG != 0 {
-        return Err(nom::Err::Failure(Failure::Continuation(flags)));
-    }
-    let decoded: WireResult<'_, BasicProperties> =
-        BasicProperties::decode_fields(payload, flags & BasicProperties::KNOWN_FLAGS, i);
-    let (i, properties) = decoded.map_err(wire)?;
-    Ok((
-        i,
-        ContentHeader {
-            class_id,
-            body_size,
-            properties,
-        },
-    ))
 }
 
 #[cfg(test)]

@@ -127,22 +127,26 @@ impl FrameDecoder {
         // Split first so the payload is a view of the read buffer, not a copy.
         let frame = buf.split_to(total).freeze();
         let payload = frame.slice(FRAME_HEADER_SIZE..total - 1);
-        parse_payload(frame_type, channel, payload).map(Some)
+        parse_payload(frame_type, channel, payload)
     }
 }
 
-fn parse_payload(frame_type: u8, channel: u16, payload: Bytes) -> Result<Frame, FrameError> {
+fn parse_payload(
+    frame_type: u8,
+    channel: u16,
+    payload: Bytes,
+) -> Result<Option<Frame>, FrameError> {
     match frame_type {
         FRAME_METHOD => match Method::decode(payload) {
-            Ok(method) => Ok(Frame::Method { channel, method }),
+            Ok(method) => Ok(Some(Frame::Method { channel, method })),
             Err(error) => Err(FrameError::Method { channel, error }),
         },
         FRAME_HEADER => match ContentHeader::decode(payload) {
-            Ok(header) => Ok(Frame::Header { channel, header }),
+            Ok(header) => Ok(Some(Frame::Header { channel, header })),
             Err(error) => Err(FrameError::Header { channel, error }),
         },
-        FRAME_BODY => Ok(Frame::Body { channel, payload }),
-        FRAME_HEARTBEAT if payload.is_empty() => Ok(Frame::Heartbeat { channel }),
+        FRAME_BODY => Ok(Some(Frame::Body { channel, payload })),
+        FRAME_HEARTBEAT if payload.is_empty() => Ok(Some(Frame::Heartbeat { channel })),
         _ => Err(FrameError::UnknownFrame {
             frame_type,
             channel,
