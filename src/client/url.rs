@@ -68,9 +68,11 @@ impl std::error::Error for UrlError {}
 impl AmqpUrl {
     /// Parses `amqp://[user[:pass]@]host[:port][/vhost]`.
     ///
-    /// As in RabbitMQ's URI spec, an absent path means vhost `/`, an empty path (`host/`) means
-    /// the vhost named "", and the vhost is percent-decoded (`%2f` is `/`). Absent credentials
-    /// default to guest/guest. IPv6 hosts are written in brackets (`amqp://[::1]:5672`).
+    /// The vhost is the percent-decoded path (`%2f` is `/`). An absent or empty path (`host` or
+    /// `host/`) means vhost `/`, as pika and amqp091-go read it; RabbitMQ's URI spec would read
+    /// `host/` as the vhost named "", which no broker has by default, while `host/` is how
+    /// everyone writes the default URL. Absent credentials default to guest/guest. IPv6 hosts
+    /// are written in brackets (`amqp://[::1]:5672`).
     pub fn parse(url: &str) -> Result<AmqpUrl, UrlError> {
         let rest = url
             .strip_prefix("amqp://")
@@ -100,7 +102,7 @@ impl AmqpUrl {
         if let Some(port) = port {
             parsed.port = port;
         }
-        if let Some(path) = path {
+        if let Some(path) = path.filter(|p| !p.is_empty()) {
             parsed.vhost = percent_decode(path)?;
         }
         Ok(parsed)
@@ -189,7 +191,11 @@ mod tests {
             (url.port, url.user.as_str(), url.vhost.as_str()),
             (5672, "guest", "/")
         );
-        assert_eq!(AmqpUrl::parse("amqp://localhost/").unwrap().vhost, "");
+        assert_eq!(AmqpUrl::parse("amqp://localhost/").unwrap().vhost, "/");
+        assert_eq!(
+            AmqpUrl::parse("amqp://localhost/prod%2Feu").unwrap().vhost,
+            "prod/eu"
+        );
         assert_eq!(AmqpUrl::parse("amqp://localhost/%2f").unwrap().vhost, "/");
         assert_eq!(
             AmqpUrl::parse("amqp://localhost/%2Fa%20b").unwrap().vhost,

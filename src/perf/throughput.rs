@@ -218,7 +218,11 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
     let duration = outcome.duration.as_secs_f64().max(1e-9);
     let summary = Summary {
         mode: Mode::from_args(&args),
-        broker: format!("amqp://{}/{}", url.socket_addr(), url.vhost),
+        broker: format!(
+            "amqp://{}/{}",
+            url.socket_addr(),
+            url.vhost.replace('%', "%25").replace('/', "%2f")
+        ),
         duration,
         sent,
         received,
