@@ -209,15 +209,15 @@ impl ChannelShared {
         self.confirmed.notify_waiters();
     }
 
-    /// Hands a reply to the waiting request; gives the method back if none is waiting.
-    pub(crate) fn reply(&self, method: Method) -> Result<(), Method> {
+    /// Hands a reply to the waiting request; the method's name if none is waiting.
+    pub(crate) fn reply(&self, method: Method) -> Result<(), &'static str> {
         let rpc = lock(&self.state).rpc.take();
         match rpc {
             Some(rpc) => {
                 let _ = rpc.send(Ok(method));
                 Ok(())
             }
-            None => Err(method),
+            None => Err(method.name()),
         }
     }
 

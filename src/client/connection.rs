@@ -858,10 +858,9 @@ impl Reader {
                 )));
             }
             other => {
-                if let Err(method) = shared.reply(other) {
+                if let Err(name) = shared.reply(other) {
                     return Err(self.unexpected_frame(format!(
-                        "{} on channel {channel} with no request waiting",
-                        method.name()
+                        "{name} on channel {channel} with no request waiting"
                     )));
                 }
             }

@@ -1,7 +1,13 @@
 //! The client against a scripted fake server on a real socket: the server side is written
 //! with `crate::protocol` frame by frame, and checks what the client sent.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// `.err().expect()`: `Connection` and `Channel` have no `Debug` for `expect_err`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::err_expect
+)]
 
 use std::time::Duration;
 
