@@ -52,6 +52,12 @@ pub struct ThroughputArgs {
     #[arg(short = 'f', long = "flag", value_parser = ["persistent", "mandatory"])]
     pub flags: Vec<String>,
 
+    /// Publishing rate limit per producer in messages per second; 0: as fast as possible.
+    /// Latency is only meaningful below the broker's capacity: an unlimited producer fills
+    /// the queue and latency then measures the backlog.
+    #[arg(short = 'r', long = "rate", default_value_t = 0.0)]
+    pub rate: f64,
+
     /// Run time in seconds. Without it the run ends when the producers have sent
     /// `--pmessages` each and the consumers have received them, or on Ctrl-C.
     #[arg(short = 'z', long = "time")]
@@ -154,6 +160,7 @@ mod tests {
         assert_eq!(args.prefetch, 0);
         assert!(!args.autoack);
         assert_eq!(args.confirm, 0);
+        assert_eq!(args.rate, 0.0);
         assert!(!args.persistent());
         assert_eq!(args.time, None);
         assert_eq!(args.producer_messages, None);
@@ -195,6 +202,8 @@ mod tests {
             "",
             "-A",
             "10",
+            "-r",
+            "500",
         ]);
         assert_eq!((args.producers, args.consumers, args.size), (2, 3, 1024));
         assert_eq!((args.prefetch, args.confirm), (100, 100));
@@ -204,6 +213,7 @@ mod tests {
         assert_eq!(args.uri, "amqp://u:p@h:5673/%2f");
         assert_eq!(args.exchange, "");
         assert_eq!(args.multi_ack_every, 10);
+        assert_eq!(args.rate, 500.0);
         assert!(parse(&["-a"]).autoack);
         assert_eq!(parse(&["-u", "q"]).queue_names(), ["q"]);
     }

@@ -50,6 +50,8 @@ pub struct Mode {
     pub autoack: bool,
     pub prefetch: u16,
     pub multi_ack_every: u32,
+    /// Rate limit per producer (msg/s); 0: unlimited.
+    pub rate: f64,
     pub queues: u32,
     pub exchange: String,
     pub exchange_type: String,
@@ -66,6 +68,7 @@ impl Mode {
             autoack: args.autoack,
             prefetch: args.prefetch,
             multi_ack_every: args.multi_ack_every,
+            rate: args.rate,
             queues: if args.queue.is_some() {
                 args.queues
             } else {
@@ -140,7 +143,7 @@ impl Summary {
             concat!(
                 "{{\"scenario\":\"throughput\",\"broker\":{},",
                 "\"mode\":{{\"producers\":{},\"consumers\":{},\"size\":{},\"confirm\":{},",
-                "\"persistent\":{},\"autoack\":{},\"prefetch\":{},\"multi_ack_every\":{},",
+                "\"persistent\":{},\"autoack\":{},\"prefetch\":{},\"multi_ack_every\":{},\"rate\":{},",
                 "\"queues\":{},\"exchange\":{},\"exchange_type\":{}}},",
                 "\"duration_s\":{:.3},\"sent\":{},\"received\":{},\"confirmed\":{},\"nacked\":{},",
                 "\"returned\":{},\"sent_rate\":{:.1},\"received_rate\":{:.1},",
@@ -155,6 +158,7 @@ impl Summary {
             m.autoack,
             m.prefetch,
             m.multi_ack_every,
+            m.rate,
             m.queues,
             json_str(&m.exchange),
             json_str(&m.exchange_type),
@@ -264,6 +268,7 @@ mod tests {
                 autoack: true,
                 prefetch: 0,
                 multi_ack_every: 0,
+                rate: 0.0,
                 queues: 1,
                 exchange: "direct".into(),
                 exchange_type: "direct".into(),

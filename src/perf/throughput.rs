@@ -492,7 +492,17 @@ async fn produce(
     let window = u64::from(args.confirm);
     let limit = args.producer_messages.unwrap_or(u64::MAX);
     let mut seq: u64 = 0;
+    let started = Instant::now();
     while seq < limit && !stats.stop.load(Ordering::Relaxed) {
+        if args.rate > 0.0 {
+            let due = started + Duration::from_secs_f64(seq as f64 / args.rate);
+            if due > Instant::now() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        }
         if window > 0 {
             tokio::select! {
                 ready = channel.wait_unconfirmed_below(window) => {
