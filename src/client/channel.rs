@@ -312,6 +312,23 @@ pub struct Channel {
     shared: Arc<ChannelShared>,
 }
 
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("id", &self.id())
+            .field("error", &self.error())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Channel {
     pub(crate) fn new(conn: Arc<ConnShared>, shared: Arc<ChannelShared>) -> Channel {
         Channel { conn, shared }

@@ -301,6 +301,15 @@ impl Connection {
     }
 }
 
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("tuning", &self.shared.tuning)
+            .field("error", &self.shared.error())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for Connection {
     fn drop(&mut self) {
         for task in [self.reader.take(), self.writer.take()]
@@ -735,8 +744,12 @@ impl Reader {
                         "content body on channel {channel} before its header"
                     )));
                 }
-                let have = pending.first.as_ref().map_or(0, Bytes::len) + pending.rest.len();
-                let have = have as u64 + payload.len() as u64;
+                // `rest` holds everything once in use, `first` only until then.
+                let so_far = match pending.rest.is_empty() {
+                    true => pending.first.as_ref().map_or(0, Bytes::len),
+                    false => pending.rest.len(),
+                };
+                let have = so_far as u64 + payload.len() as u64;
                 if have > pending.body_size {
                     let size = pending.body_size;
                     return Err(self.unexpected_frame(format!(

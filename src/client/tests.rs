@@ -1,13 +1,7 @@
 //! The client against a scripted fake server on a real socket: the server side is written
 //! with `crate::protocol` frame by frame, and checks what the client sent.
 
-// `.err().expect()`: `Connection` and `Channel` have no `Debug` for `expect_err`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::err_expect
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
@@ -260,8 +254,7 @@ async fn server_connection_close_surfaces_as_error() {
     let error = conn
         .open_channel()
         .await
-        .err()
-        .expect("the connection is closed");
+        .expect_err("the connection is closed");
     assert_eq!(error.reply_code(), Some(320));
     let ClientError::ConnectionClosed(reason) = &error else {
         panic!("expected ConnectionClosed, got {error:?}");
@@ -318,7 +311,7 @@ async fn server_close_during_handshake_is_an_error() {
     let client = Connection::connect(&url);
     let (client, close_ok) = tokio::join!(client, server);
     assert!(matches!(close_ok, (0, Method::ConnectionCloseOk(_))));
-    let error = client.err().expect("login refused");
+    let error = client.expect_err("login refused");
     assert_eq!(error.reply_code(), Some(403));
     assert!(error.to_string().contains("ACCESS_REFUSED"), "{error}");
 }
@@ -356,7 +349,7 @@ async fn server_channel_close_fails_the_request() {
     };
     let (result, close_ok) = tokio::join!(declare, script);
     assert_eq!(close_ok, (id, Method::ChannelCloseOk(ChannelCloseOk)));
-    let error = result.err().expect("channel closed");
+    let error = result.expect_err("channel closed");
     assert_eq!(error.reply_code(), Some(404));
     assert!(matches!(
         channel.error(),
@@ -395,8 +388,8 @@ async fn deliveries_are_assembled_and_confirms_counted() {
     let mut consumer = consumer.unwrap();
     assert_eq!(consumer.tag(), tag.as_str());
 
-    // A 5000-octet body in two frames.
-    let body: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    // A 10000-octet body in three frames.
+    let body: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     let mut out = BytesMut::new();
     encode_method(
         id,
@@ -505,7 +498,7 @@ async fn garbage_from_the_server_is_an_error_not_a_panic() {
         (0, Method::ConnectionClose(close)) => assert_eq!(close.reply_code, 501),
         other => panic!("expected connection.close, got {other:?}"),
     }
-    let error = conn.open_channel().await.err().expect("connection failed");
+    let error = conn.open_channel().await.expect_err("connection failed");
     assert!(matches!(error, ClientError::Frame(_)), "{error:?}");
 
     // A body with no method before it, on a fresh connection.
@@ -517,7 +510,7 @@ async fn garbage_from_the_server_is_an_error_not_a_panic() {
         (0, Method::ConnectionClose(close)) => assert_eq!(close.reply_code, 505),
         other => panic!("expected connection.close, got {other:?}"),
     }
-    let error = conn.open_channel().await.err().expect("connection failed");
+    let error = conn.open_channel().await.expect_err("connection failed");
     assert!(matches!(error, ClientError::Protocol(_)), "{error:?}");
 }
 
