@@ -7,9 +7,13 @@
 use clap::Parser;
 use warren::perf::{run_throughput, ThroughputArgs};
 
-/// PerfTest spells the URI `-h`, so clap's `-h` help flag is off (`--help` still works).
+// PerfTest spells the URI `-h`, so clap's `-h` help flag is off (`--help` still works).
 #[derive(Parser)]
-#[command(name = "perf", disable_help_flag = true)]
+#[command(
+    name = "perf",
+    disable_help_flag = true,
+    about = "Measures an AMQP 0-9-1 broker's throughput and consumer latency (PerfTest's flags)"
+)]
 struct Cli {
     #[command(flatten)]
     args: ThroughputArgs,
