@@ -1,13 +1,14 @@
 //! Command-line arguments of `warren perf throughput`, spelled as RabbitMQ's PerfTest spells
 //! them so that commands carry over.
+//!
+//! PerfTest uses `-h` for the URI, so a command embedding [`ThroughputArgs`] must turn clap's
+//! own help flag off (`#[command(disable_help_flag = true)]`, on the subcommand); the struct
+//! brings its own `--help`.
 
 use clap::{ArgAction, Args};
 
-/// `warren perf throughput`: producers publish to an exchange, consumers consume, and the rates
-/// and consumer latency are printed every second, then a summary JSON line.
-///
-/// PerfTest uses `-h` for the URI, so a command embedding these arguments must turn clap's own
-/// help flag off (`#[command(disable_help_flag = true)]`); `--help` is provided here instead.
+/// Producers publish to an exchange, consumers consume; rates and consumer latency are printed
+/// every second, then a summary JSON line.
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct ThroughputArgs {
     /// Broker URL, `amqp://user:pass@host:port/vhost` (vhost percent-encoded: `%2f` is `/`).
