@@ -527,3 +527,84 @@ async fn client_close_waits_for_close_ok() {
     let (closed, ()) = tokio::join!(conn.close(), script);
     closed.unwrap();
 }
+
+#[tokio::test]
+async fn idle_client_sends_heartbeats_and_times_out_a_silent_server() {
+    let (conn, mut server, _) = connected(4096, 1).await;
+    assert_eq!(conn.tuning().heartbeat, 1);
+    // Idle for half the interval: the writer sends one.
+    let started = tokio::time::Instant::now();
+    assert!(matches!(
+        server.read_frame().await,
+        Frame::Heartbeat { channel: 0 }
+    ));
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    // The server stays silent: after two intervals the client gives up.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let error = conn.open_channel().await.expect_err("heartbeat timeout");
+    assert!(matches!(error, ClientError::Timeout(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn server_cancel_ends_the_consumer_and_blocked_is_tracked() {
+    let (conn, mut server, _) = connected(4096, 0).await;
+    let (channel, id) = tokio::join!(conn.open_channel(), server.open_channel());
+    let channel = channel.unwrap();
+    let (consumer, tag) = tokio::join!(
+        channel.basic_consume(
+            "q",
+            ConsumeOptions {
+                consumer_tag: "mine".into(),
+                no_ack: true,
+                ..ConsumeOptions::default()
+            }
+        ),
+        async {
+            match server.read_method().await {
+                (_, Method::BasicConsume(consume)) => {
+                    assert!(consume.no_ack);
+                    server
+                        .send(
+                            id,
+                            BasicConsumeOk {
+                                consumer_tag: consume.consumer_tag.clone(),
+                            },
+                        )
+                        .await;
+                    consume.consumer_tag
+                }
+                other => panic!("expected basic.consume, got {other:?}"),
+            }
+        }
+    );
+    assert_eq!(tag, "mine");
+    let mut consumer = consumer.unwrap();
+    server
+        .send(
+            id,
+            crate::protocol::BasicCancel {
+                consumer_tag: tag,
+                no_wait: true,
+            },
+        )
+        .await;
+    let ended = tokio::time::timeout(LIMIT, consumer.recv()).await.unwrap();
+    assert!(ended.is_none());
+
+    server
+        .send(
+            0,
+            crate::protocol::ConnectionBlocked {
+                reason: "low on memory".into(),
+            },
+        )
+        .await;
+    // Round trip through a request so the blocked frame has been read.
+    let (qos, ()) = tokio::join!(channel.basic_qos(10), async {
+        let (_, method) = server.read_method().await;
+        assert!(matches!(method, Method::BasicQos(_)));
+        server.send(id, crate::protocol::BasicQosOk).await;
+    });
+    qos.unwrap();
+    assert!(conn.is_blocked());
+}
