@@ -31,6 +31,7 @@
 
 mod channel;
 mod connection;
+mod tasks;
 #[cfg(test)]
 mod tests;
 mod url;
