@@ -152,14 +152,13 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
                 .await
                 .map_err(client(format!("producer {i}: confirm.select")))?;
         }
-        let target = match queues.is_empty() {
-            true => PublishTarget::with_flags(&args.exchange, &routing_key, args.mandatory()),
-            false => {
-                let queue = &queues[i as usize % queues.len()];
-                PublishTarget::with_flags(&args.exchange, queue, args.mandatory())
-            }
-        }
-        .map_err(client("routing key"))?;
+        let key = if queues.is_empty() {
+            &routing_key
+        } else {
+            &queues[i as usize % queues.len()]
+        };
+        let target = PublishTarget::with_flags(&args.exchange, key, args.mandatory())
+            .map_err(client("routing key"))?;
         producer_channels.push(channel.clone());
         producers.push(ProducerTask {
             conn,
@@ -211,8 +210,7 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
     if let Some(error) = failure {
         return Err(error);
     }
-    let confirms = producer_channels.iter().map(Channel::confirm_counts);
-    let (confirmed, nacked) = confirms.fold((0, 0), |(a, n), c| (a + c.acked, n + c.nacked));
+    let (confirmed, nacked) = outcome.confirms;
     let sent = outcome.sent;
     let received = outcome.received;
     let duration = outcome.duration.as_secs_f64().max(1e-9);
@@ -228,7 +226,7 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
         received,
         confirmed,
         nacked,
-        returned: producer_channels.iter().map(Channel::returned).sum(),
+        returned: outcome.returned,
         sent_rate: sent as f64 / duration,
         received_rate: received as f64 / duration,
         confirmed_rate: confirmed as f64 / duration,
@@ -540,6 +538,16 @@ struct Outcome {
     received: u64,
     duration: Duration,
     latency: Histogram,
+    /// Acked and nacked publishes, summed over producers.
+    confirms: (u64, u64),
+    returned: u64,
+}
+
+fn confirm_totals(channels: &[Channel]) -> (u64, u64) {
+    channels
+        .iter()
+        .map(Channel::confirm_counts)
+        .fold((0, 0), |(a, n), c| (a + c.acked, n + c.nacked))
 }
 
 /// Reports every interval until a stop condition holds, and takes the final counts.
@@ -582,10 +590,7 @@ async fn monitor(
             }
             total.merge(&interval_hist);
             let sent = stats.sent.load(Ordering::Relaxed);
-            let (acked, nacked) = producer_channels
-                .iter()
-                .map(Channel::confirm_counts)
-                .fold((0, 0), |(a, n), c| (a + c.acked, n + c.nacked));
+            let (acked, nacked) = confirm_totals(producer_channels);
             let secs = now.duration_since(last.0).as_secs_f64().max(1e-9);
             let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
             print_interval(
@@ -629,6 +634,8 @@ async fn monitor(
         received: stats.received.load(Ordering::Relaxed),
         duration,
         latency: total,
+        confirms: confirm_totals(producer_channels),
+        returned: producer_channels.iter().map(Channel::returned).sum(),
     }
 }
 
