@@ -128,6 +128,16 @@ impl Consumer {
     }
 }
 
+/// One `basic.ack` or `basic.nack` from the server in confirm mode, as sent: with `multiple`,
+/// it settles every sequence number up to `delivery_tag`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirm {
+    pub delivery_tag: u64,
+    pub multiple: bool,
+    /// false: a nack (the broker could not take responsibility for the message).
+    pub ack: bool,
+}
+
 /// Publisher-confirm counters of a channel in confirm mode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConfirmCounts {
@@ -156,6 +166,7 @@ pub(crate) struct ChannelState {
     rpc: Option<oneshot::Sender<Result<Method, ClientError>>>,
     consumers: HashMap<ShortStr, mpsc::Sender<Delivery>>,
     confirm: Option<ConfirmState>,
+    confirm_events: Option<mpsc::UnboundedSender<Confirm>>,
     next_consumer: u64,
 }
 
@@ -184,6 +195,7 @@ impl ChannelShared {
                 rpc: None,
                 consumers: HashMap::new(),
                 confirm: None,
+                confirm_events: None,
                 next_consumer: 1,
             }),
             rpc_lock: tokio::sync::Mutex::new(()),
@@ -245,6 +257,14 @@ impl ChannelShared {
                 confirm.nacked += settled;
             } else {
                 confirm.acked += settled;
+            }
+            if let Some(events) = &state.confirm_events {
+                // A dropped receiver only means nobody listens any more.
+                let _ = events.send(Confirm {
+                    delivery_tag: tag,
+                    multiple,
+                    ack: !nack,
+                });
             }
         }
         self.confirmed.notify_waiters();
@@ -499,6 +519,15 @@ impl Channel {
             },
             None => ConfirmCounts::default(),
         }
+    }
+
+    /// Every confirm from now on, as the server sends them, for callers that track individual
+    /// messages (confirm latency, say). Replaces an earlier listener. Unbounded: the caller must
+    /// keep draining it.
+    pub fn confirm_events(&self) -> mpsc::UnboundedReceiver<Confirm> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.shared.state).confirm_events = Some(tx);
+        rx
     }
 
     /// Waits until fewer than `limit` published messages are unconfirmed (a confirm window).

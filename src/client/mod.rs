@@ -39,7 +39,9 @@ mod url;
 use std::fmt;
 use std::sync::Arc;
 
-pub use channel::{Channel, ConfirmCounts, ConsumeOptions, Consumer, Delivery, PublishTarget};
+pub use channel::{
+    Channel, Confirm, ConfirmCounts, ConsumeOptions, Consumer, Delivery, PublishTarget,
+};
 pub use connection::{Connection, ConnectionOptions, Tuning};
 pub use url::{AmqpUrl, UrlError, DEFAULT_PORT};
 

@@ -91,6 +91,8 @@ pub struct Interval {
     pub confirmed_rate: Option<f64>,
     pub nacked_rate: Option<f64>,
     pub latency: Option<Latency>,
+    /// Publish to confirm, with confirms.
+    pub confirm_latency: Option<Latency>,
 }
 
 /// The result of a run.
@@ -108,7 +110,10 @@ pub struct Summary {
     pub sent_rate: f64,
     pub received_rate: f64,
     pub confirmed_rate: f64,
+    /// Consumer latency: publish to delivery.
     pub latency: Option<Latency>,
+    /// Publish to confirm (`None` without confirms).
+    pub confirm_latency: Option<Latency>,
 }
 
 /// Escapes a string for JSON.
@@ -147,7 +152,7 @@ impl Summary {
                 "\"queues\":{},\"exchange\":{},\"exchange_type\":{}}},",
                 "\"duration_s\":{:.3},\"sent\":{},\"received\":{},\"confirmed\":{},\"nacked\":{},",
                 "\"returned\":{},\"sent_rate\":{:.1},\"received_rate\":{:.1},",
-                "\"confirmed_rate\":{:.1},\"latency_us\":{}}}"
+                "\"confirmed_rate\":{:.1},\"latency_us\":{},\"confirm_latency_us\":{}}}"
             ),
             json_str(&self.broker),
             m.producers,
@@ -172,6 +177,7 @@ impl Summary {
             self.received_rate,
             self.confirmed_rate,
             opt_json(&self.latency),
+            opt_json(&self.confirm_latency),
         )
     }
 }
@@ -200,7 +206,12 @@ pub fn print_interval(interval: &Interval, json: bool) {
         if let Some(rate) = interval.nacked_rate {
             let _ = write!(line, ",\"nacked_rate\":{rate:.0}");
         }
-        let _ = write!(line, ",\"latency_us\":{}}}", opt_json(&interval.latency));
+        let _ = write!(
+            line,
+            ",\"latency_us\":{},\"confirm_latency_us\":{}}}",
+            opt_json(&interval.latency),
+            opt_json(&interval.confirm_latency)
+        );
         println!("{line}");
         return;
     }
@@ -222,6 +233,13 @@ pub fn print_interval(interval: &Interval, json: bool) {
         interval.received_rate,
         latency_text(&interval.latency)
     );
+    if interval.confirm_latency.is_some() {
+        let _ = write!(
+            line,
+            ", confirm latency: {}",
+            latency_text(&interval.confirm_latency)
+        );
+    }
     println!("{line}");
 }
 
@@ -240,6 +258,13 @@ pub fn print_summary(summary: &Summary) {
         );
     }
     let _ = write!(line, ", latency: {}", latency_text(&summary.latency));
+    if summary.confirm_latency.is_some() {
+        let _ = write!(
+            line,
+            ", confirm latency: {}",
+            latency_text(&summary.confirm_latency)
+        );
+    }
     println!("{line}");
     println!("{}", summary.to_json());
 }
@@ -284,11 +309,13 @@ mod tests {
             received_rate: 5.0,
             confirmed_rate: 0.0,
             latency: Latency::from_histogram(&h),
+            confirm_latency: None,
         };
         let json = summary.to_json();
         assert!(json.starts_with("{\"scenario\":\"throughput\""));
         assert!(json.contains("\"autoack\":true"));
         assert!(json.contains("\"latency_us\":{\"min\":1.5,\"median\":1.5"));
+        assert!(json.ends_with(",\"confirm_latency_us\":null}"));
         assert!(!json.contains('\n'));
         assert_eq!(json.matches('{').count(), json.matches('}').count());
     }

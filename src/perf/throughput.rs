@@ -1,12 +1,13 @@
 //! The throughput scenario: N producers and M consumers, each on its own connection, publishing
 //! through an exchange to one or more queues; rates and consumer latency per interval.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
@@ -14,8 +15,8 @@ use super::args::ThroughputArgs;
 use super::histogram::Histogram;
 use super::report::{print_interval, print_summary, Interval, Latency, Mode, Summary};
 use crate::client::{
-    AmqpUrl, Channel, ClientError, Connection, ConnectionOptions, ConsumeOptions, Delivery,
-    PublishTarget,
+    AmqpUrl, Channel, ClientError, Confirm, Connection, ConnectionOptions, ConsumeOptions,
+    Delivery, PublishTarget,
 };
 use crate::protocol::{
     BasicProperties, ExchangeDeclare, FieldTable, FieldValue, QueueBind, QueueDeclare,
@@ -138,6 +139,7 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
     }
     let mut producers = Vec::new();
     let mut producer_channels = Vec::new();
+    let mut confirm_histograms = Vec::new();
     for i in 0..args.producers {
         let conn = Connection::connect_with(options(format!("perf-test-producer-{i}")))
             .await
@@ -160,6 +162,8 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
         let target = PublishTarget::with_flags(&args.exchange, key, args.mandatory())
             .map_err(client("routing key"))?;
         producer_channels.push(channel.clone());
+        let confirm_histogram = Arc::new(Mutex::new(Histogram::new()));
+        confirm_histograms.push(Arc::clone(&confirm_histogram));
         producers.push(ProducerTask {
             conn,
             task: spawn_stopping_on_error(
@@ -169,6 +173,7 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
                     target,
                     Arc::clone(&stats),
                     args.clone(),
+                    confirm_histogram,
                     stop_rx.clone(),
                 ),
             ),
@@ -189,6 +194,7 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
         &producers,
         &producer_channels,
         &histograms,
+        &confirm_histograms,
         &queues,
     )
     .await;
@@ -231,6 +237,7 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
         received_rate: received as f64 / duration,
         confirmed_rate: confirmed as f64 / duration,
         latency: Latency::from_histogram(&outcome.latency),
+        confirm_latency: Latency::from_histogram(&outcome.confirm_latency),
     };
     print_summary(&summary);
     Ok(summary)
@@ -477,11 +484,51 @@ async fn consume(
     }
 }
 
+/// Publish times of unconfirmed messages, settled by the channel's confirm events into the
+/// confirm-latency histogram. A confirm is seen when the producer next looks (before each
+/// publish, and as soon as a full window opens), so latency is at most one publish late.
+struct ConfirmTracker {
+    events: mpsc::UnboundedReceiver<Confirm>,
+    /// (sequence number, send time), ascending by sequence number.
+    pending: VecDeque<(u64, u64)>,
+    histogram: Arc<Mutex<Histogram>>,
+}
+
+impl ConfirmTracker {
+    fn drain(&mut self, now: u64) {
+        let Ok(first) = self.events.try_recv() else {
+            return;
+        };
+        let mut histogram = crate::client::lock(&self.histogram);
+        let mut next = Some(first);
+        while let Some(confirm) = next {
+            if confirm.multiple {
+                while let Some(&(seq, sent)) = self.pending.front() {
+                    if seq > confirm.delivery_tag {
+                        break;
+                    }
+                    self.pending.pop_front();
+                    histogram.record(now.saturating_sub(sent));
+                }
+            } else if let Ok(at) = self
+                .pending
+                .binary_search_by_key(&confirm.delivery_tag, |&(seq, _)| seq)
+            {
+                if let Some((_, sent)) = self.pending.remove(at) {
+                    histogram.record(now.saturating_sub(sent));
+                }
+            }
+            next = self.events.try_recv().ok();
+        }
+    }
+}
+
 async fn produce(
     channel: Channel,
     target: PublishTarget,
     stats: Arc<Stats>,
     args: ThroughputArgs,
+    confirm_histogram: Arc<Mutex<Histogram>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), PerfError> {
     let mut properties = BasicProperties {
@@ -490,6 +537,11 @@ async fn produce(
     };
     let mut body = vec![0u8; args.size];
     let window = u64::from(args.confirm);
+    let mut tracker = (window > 0).then(|| ConfirmTracker {
+        events: channel.confirm_events(),
+        pending: VecDeque::with_capacity(args.confirm as usize + 1),
+        histogram: confirm_histogram,
+    });
     let limit = args.producer_messages.unwrap_or(u64::MAX);
     let mut seq: u64 = 0;
     let started = Instant::now();
@@ -512,6 +564,9 @@ async fn produce(
             }
         }
         let now = stats.now_ns();
+        if let Some(tracker) = tracker.as_mut() {
+            tracker.drain(now);
+        }
         if let Some(stamp) = body.get_mut(..STAMP_LEN) {
             stamp[..4].copy_from_slice(&(seq as u32).to_be_bytes());
             stamp[4..].copy_from_slice(&now.to_be_bytes());
@@ -520,10 +575,13 @@ async fn produce(
             headers.insert(TIMESTAMP_HEADER, i64::try_from(now).unwrap_or(i64::MAX));
             properties.headers = Some(headers);
         }
-        channel
+        let confirm_seq = channel
             .basic_publish(&target, &properties, &body)
             .await
             .map_err(client("basic.publish"))?;
+        if let Some(tracker) = tracker.as_mut() {
+            tracker.pending.push_back((confirm_seq, now));
+        }
         stats.sent.fetch_add(1, Ordering::Relaxed);
         seq += 1;
         // Publishing rarely has to wait, so give the scheduler its turn: the writer task woken
@@ -538,9 +596,19 @@ struct Outcome {
     received: u64,
     duration: Duration,
     latency: Histogram,
+    confirm_latency: Histogram,
     /// Acked and nacked publishes, summed over producers.
     confirms: (u64, u64),
     returned: u64,
+}
+
+/// Moves what the tasks recorded into `into`.
+fn collect(histograms: &[Arc<Mutex<Histogram>>], into: &mut Histogram) {
+    for h in histograms {
+        let mut h = crate::client::lock(h);
+        into.merge(&h);
+        h.clear();
+    }
 }
 
 fn confirm_totals(channels: &[Channel]) -> (u64, u64) {
@@ -557,6 +625,7 @@ async fn monitor(
     producers: &[ProducerTask],
     producer_channels: &[Channel],
     histograms: &[Arc<Mutex<Histogram>>],
+    confirm_histograms: &[Arc<Mutex<Histogram>>],
     queues: &[String],
 ) -> Outcome {
     let start = Instant::now();
@@ -565,6 +634,8 @@ async fn monitor(
     let mut last = (start, 0u64, 0u64, 0u64, 0u64);
     let mut total = Histogram::new();
     let mut interval_hist = Histogram::new();
+    let mut confirm_total = Histogram::new();
+    let mut confirm_interval = Histogram::new();
     let expected = args.producer_messages.map(|count| {
         let fanout = if queues.is_empty() {
             u64::from(args.consumers)
@@ -583,12 +654,10 @@ async fn monitor(
         }
         if now >= next_report {
             next_report += every;
-            for h in histograms {
-                let mut h = crate::client::lock(h);
-                interval_hist.merge(&h);
-                h.clear();
-            }
+            collect(histograms, &mut interval_hist);
             total.merge(&interval_hist);
+            collect(confirm_histograms, &mut confirm_interval);
+            confirm_total.merge(&confirm_interval);
             let sent = stats.sent.load(Ordering::Relaxed);
             let (acked, nacked) = confirm_totals(producer_channels);
             let secs = now.duration_since(last.0).as_secs_f64().max(1e-9);
@@ -601,10 +670,12 @@ async fn monitor(
                     confirmed_rate: (args.confirm > 0).then(|| rate(acked, last.3)),
                     nacked_rate: (args.confirm > 0).then(|| rate(nacked, last.4)),
                     latency: Latency::from_histogram(&interval_hist),
+                    confirm_latency: Latency::from_histogram(&confirm_interval),
                 },
                 args.json,
             );
             interval_hist.clear();
+            confirm_interval.clear();
             last = (now, sent, received, acked, nacked);
         }
         let elapsed = now.duration_since(start);
@@ -626,14 +697,14 @@ async fn monitor(
         }
     }
     let duration = start.elapsed();
-    for h in histograms {
-        total.merge(&crate::client::lock(h));
-    }
+    collect(histograms, &mut total);
+    collect(confirm_histograms, &mut confirm_total);
     Outcome {
         sent: stats.sent.load(Ordering::Relaxed),
         received: stats.received.load(Ordering::Relaxed),
         duration,
         latency: total,
+        confirm_latency: confirm_total,
         confirms: confirm_totals(producer_channels),
         returned: producer_channels.iter().map(Channel::returned).sum(),
     }
@@ -656,6 +727,33 @@ mod tests {
             properties,
             body: Bytes::copy_from_slice(body),
         }
+    }
+
+    #[test]
+    fn confirm_tracker_settles_single_and_multiple() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let histogram = Arc::new(Mutex::new(Histogram::new()));
+        let mut tracker = ConfirmTracker {
+            events: rx,
+            pending: (1..=5).map(|seq| (seq, seq * 100)).collect(),
+            histogram: Arc::clone(&histogram),
+        };
+        let confirm = |delivery_tag, multiple| Confirm {
+            delivery_tag,
+            multiple,
+            ack: true,
+        };
+        tx.send(confirm(3, false)).unwrap();
+        tx.send(confirm(2, true)).unwrap();
+        tracker.drain(1_000);
+        assert_eq!(tracker.pending, [(4, 400), (5, 500)]);
+        tx.send(confirm(9, true)).unwrap();
+        tracker.drain(2_000);
+        assert!(tracker.pending.is_empty());
+        let h = histogram.lock().unwrap();
+        assert_eq!(h.count(), 5);
+        // 1000-300, 1000-100, 1000-200, 2000-400, 2000-500
+        assert_eq!((h.min(), h.max()), (Some(700), Some(1_600)));
     }
 
     #[test]
