@@ -11,9 +11,10 @@ use super::connection::{unexpected, ConnShared};
 use super::{lock, ClientError};
 use crate::protocol::{
     encode_body, encode_method, BasicAck, BasicCancel, BasicConsume, BasicDeliver, BasicNack,
-    BasicProperties, BasicPublish, BasicQos, ChannelClose, ChannelOpen, ConfirmSelect,
-    ExchangeDeclare, FieldTable, Method, QueueBind, QueueDeclare, QueueDeclareOk, ReplyCode,
-    ShortStr, CLASS_BASIC, FRAME_END, FRAME_HEADER, FRAME_METHOD,
+    BasicProperties, BasicPublish, BasicQos, BasicReject, ChannelClose, ChannelOpen, ConfirmSelect,
+    ExchangeBind, ExchangeDeclare, ExchangeDelete, FieldTable, Method, QueueBind, QueueDeclare,
+    QueueDeclareOk, QueueDelete, QueuePurge, QueueUnbind, ReplyCode, ShortStr, CLASS_BASIC,
+    FRAME_END, FRAME_HEADER, FRAME_METHOD,
 };
 
 /// A message delivered to a consumer.
@@ -420,6 +421,53 @@ impl Channel {
         }
     }
 
+    /// `queue.unbind`.
+    pub async fn queue_unbind(&self, unbind: QueueUnbind) -> Result<(), ClientError> {
+        match self.rpc(Method::QueueUnbind(unbind)).await? {
+            Method::QueueUnbindOk(_) => Ok(()),
+            other => Err(unexpected("queue.unbind-ok", &other)),
+        }
+    }
+
+    /// `queue.purge`; returns how many messages were purged.
+    pub async fn queue_purge(&self, queue: &str) -> Result<u32, ClientError> {
+        let purge = QueuePurge {
+            queue: ShortStr::new(queue)?,
+            no_wait: false,
+        };
+        match self.rpc(Method::QueuePurge(purge)).await? {
+            Method::QueuePurgeOk(ok) => Ok(ok.message_count),
+            other => Err(unexpected("queue.purge-ok", &other)),
+        }
+    }
+
+    /// `queue.delete`; returns how many messages the queue held.
+    pub async fn queue_delete(&self, mut delete: QueueDelete) -> Result<u32, ClientError> {
+        delete.no_wait = false;
+        match self.rpc(Method::QueueDelete(delete)).await? {
+            Method::QueueDeleteOk(ok) => Ok(ok.message_count),
+            other => Err(unexpected("queue.delete-ok", &other)),
+        }
+    }
+
+    /// `exchange.delete`.
+    pub async fn exchange_delete(&self, mut delete: ExchangeDelete) -> Result<(), ClientError> {
+        delete.no_wait = false;
+        match self.rpc(Method::ExchangeDelete(delete)).await? {
+            Method::ExchangeDeleteOk(_) => Ok(()),
+            other => Err(unexpected("exchange.delete-ok", &other)),
+        }
+    }
+
+    /// `exchange.bind` (RabbitMQ's exchange-to-exchange binding).
+    pub async fn exchange_bind(&self, mut bind: ExchangeBind) -> Result<(), ClientError> {
+        bind.no_wait = false;
+        match self.rpc(Method::ExchangeBind(bind)).await? {
+            Method::ExchangeBindOk(_) => Ok(()),
+            other => Err(unexpected("exchange.bind-ok", &other)),
+        }
+    }
+
     /// `basic.qos` with a message-count prefetch (0: unlimited) for consumers on this channel
     /// (`global` false, RabbitMQ's per-consumer meaning).
     pub async fn basic_qos(&self, prefetch_count: u16) -> Result<(), ClientError> {
@@ -656,6 +704,15 @@ impl Channel {
         self.send(&Method::BasicNack(BasicNack {
             delivery_tag,
             multiple,
+            requeue,
+        }))
+        .await
+    }
+
+    /// Rejects one delivery, requeueing it if `requeue`.
+    pub async fn basic_reject(&self, delivery_tag: u64, requeue: bool) -> Result<(), ClientError> {
+        self.send(&Method::BasicReject(BasicReject {
+            delivery_tag,
             requeue,
         }))
         .await
