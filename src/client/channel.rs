@@ -83,8 +83,10 @@ pub struct ConsumeOptions {
     pub no_ack: bool,
     pub exclusive: bool,
     pub arguments: FieldTable,
-    /// Deliveries buffered for the consumer before the connection's reader waits (which stops
-    /// reading the socket for every channel of the connection).
+    /// Deliveries buffered for the consumer before the connection's reader waits. That stops
+    /// reading the socket for every channel of the connection, replies included: a task that
+    /// stops draining its consumer while awaiting a request on the same connection can wait
+    /// forever. Use a prefetch (`basic_qos`) or another connection for such requests.
     pub capacity: usize,
 }
 

@@ -23,6 +23,14 @@
 //! # }
 //! ```
 //!
+//! Flow control: publishers wait while more than 1 MiB of frames is queued for the writer (a
+//! slow or blocked broker pushes back through TCP); each consumer has a bounded buffer, and a
+//! full one stops the connection's reader.
+//!
+//! Not supported (yet): TLS (`amqps://`), mechanisms other than PLAIN, `basic.get`, `tx.*`,
+//! a handler for `basic.return` (returns are counted by [`Channel::returned`] and dropped),
+//! URL query parameters.
+//!
 //! Lock order (std mutexes, never held across an await): the connection's outbox before a
 //! channel's state; the channel table is never held while taking either.
 //!
