@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use warren::config::{self, Config, Overrides};
+use warren::perf::{run_throughput, ThroughputArgs};
 use warren::server::Server;
 
 #[derive(Parser)]
@@ -20,6 +21,19 @@ struct Cli {
 enum Command {
     /// Run the broker. Options override WARREN_* variables, which override the config file.
     Server(ServerArgs),
+    /// Measure an AMQP 0-9-1 broker (Warren, RabbitMQ, any) by URL.
+    Perf {
+        #[command(subcommand)]
+        scenario: PerfScenario,
+    },
+}
+
+#[derive(Subcommand)]
+enum PerfScenario {
+    /// Producers and consumers through one exchange, with RabbitMQ PerfTest's flags.
+    // PerfTest spells the URI `-h`, so clap's `-h` is off here (`--help` still works).
+    #[command(disable_help_flag = true)]
+    Throughput(ThroughputArgs),
 }
 
 #[derive(clap::Args)]
@@ -51,8 +65,29 @@ impl ServerArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let Command::Server(args) = cli.command;
+    match Cli::parse().command {
+        Command::Server(args) => server(args),
+        Command::Perf {
+            scenario: PerfScenario::Throughput(args),
+        } => perf(args),
+    }
+}
+
+fn perf(args: ThroughputArgs) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(run_throughput(args)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warren perf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn server(args: ServerArgs) -> ExitCode {
     let config = match Overrides::from_env(|k| std::env::var(k).ok())
         .and_then(|env| config::resolve(args.overrides(), env))
     {
@@ -74,17 +109,21 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("warren: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(run(config))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("warren: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 async fn run(config: Config) -> ExitCode {
