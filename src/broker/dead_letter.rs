@@ -260,6 +260,122 @@ impl Deaths {
     }
 }
 
+/// Persistence: the history as a field table (so the store can keep it with the message
+/// using the codec it already has) and back. Not a wire format: clients never see it.
+impl Deaths {
+    pub fn to_table(&self) -> FieldTable {
+        let summary = |s: &DeathSummary| {
+            FieldValue::Table(FieldTable::from(vec![
+                ("queue".into(), longstr(s.queue.as_str())),
+                ("reason".into(), longstr(s.reason.as_str())),
+                ("exchange".into(), longstr(s.exchange.as_str())),
+            ]))
+        };
+        let millis = |ms: u64| FieldValue::I64(i64::try_from(ms).unwrap_or(i64::MAX));
+        let records = self
+            .records
+            .iter()
+            .map(|r| {
+                let mut fields: Vec<(ShortStr, FieldValue)> = vec![
+                    ("queue".into(), longstr(r.queue.as_str())),
+                    ("reason".into(), longstr(r.reason.as_str())),
+                    ("exchange".into(), longstr(r.exchange.as_str())),
+                    (
+                        "routing-keys".into(),
+                        FieldValue::Array(
+                            r.routing_keys
+                                .iter()
+                                .map(|k| FieldValue::LongStr(k.clone()))
+                                .collect(),
+                        ),
+                    ),
+                    ("count".into(), millis(r.count)),
+                    ("first-time".into(), millis(r.first_time_ms)),
+                    ("last-time".into(), millis(r.last_time_ms)),
+                ];
+                if let Some(ttl) = r.original_expiration {
+                    fields.push(("ttl".into(), millis(ttl)));
+                }
+                FieldValue::Table(FieldTable::from(fields))
+            })
+            .collect();
+        FieldTable::from(vec![
+            ("records".into(), FieldValue::Array(records)),
+            ("first".into(), summary(&self.first)),
+            ("last".into(), summary(&self.last)),
+        ])
+    }
+
+    /// `None` when the table is not one [`Deaths::to_table`] wrote.
+    pub fn from_table(table: &FieldTable) -> Option<Deaths> {
+        fn text(table: &FieldTable, key: &str) -> Option<ShortStr> {
+            match table.get(key)? {
+                FieldValue::LongStr(bytes) => ShortStr::try_from(bytes.clone()).ok(),
+                _ => None,
+            }
+        }
+        fn number(table: &FieldTable, key: &str) -> Option<u64> {
+            match table.get(key)? {
+                FieldValue::I64(n) => u64::try_from(*n).ok(),
+                _ => None,
+            }
+        }
+        fn sub<'a>(table: &'a FieldTable, key: &str) -> Option<&'a FieldTable> {
+            match table.get(key)? {
+                FieldValue::Table(inner) => Some(inner),
+                _ => None,
+            }
+        }
+        fn summary(table: &FieldTable) -> Option<DeathSummary> {
+            Some(DeathSummary {
+                queue: text(table, "queue")?,
+                reason: DeathReason::parse(&text(table, "reason")?)?,
+                exchange: text(table, "exchange")?,
+            })
+        }
+        let Some(FieldValue::Array(items)) = table.get("records") else {
+            return None;
+        };
+        let mut records = Vec::with_capacity(items.len());
+        for item in items {
+            let FieldValue::Table(r) = item else {
+                return None;
+            };
+            let Some(FieldValue::Array(keys)) = r.get("routing-keys") else {
+                return None;
+            };
+            let routing_keys = keys
+                .iter()
+                .map(|k| match k {
+                    FieldValue::LongStr(bytes) => Some(bytes.clone()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()?;
+            records.push(DeathRecord {
+                queue: text(r, "queue")?,
+                reason: DeathReason::parse(&text(r, "reason")?)?,
+                exchange: text(r, "exchange")?,
+                routing_keys,
+                count: number(r, "count")?,
+                first_time_ms: number(r, "first-time")?,
+                last_time_ms: number(r, "last-time")?,
+                original_expiration: match r.get("ttl") {
+                    None => None,
+                    Some(_) => Some(number(r, "ttl")?),
+                },
+            });
+        }
+        if records.is_empty() {
+            return None;
+        }
+        Some(Deaths {
+            records,
+            first: summary(sub(table, "first")?)?,
+            last: summary(sub(table, "last")?)?,
+        })
+    }
+}
+
 fn longstr(text: impl Into<String>) -> FieldValue {
     FieldValue::LongStr(Bytes::from(text.into()))
 }

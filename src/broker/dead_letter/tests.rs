@@ -410,6 +410,30 @@ fn client_supplied_death_headers_are_not_history() {
 }
 
 #[test]
+fn stored_history_round_trips_and_rejects_garbage() {
+    let rk = keys(&["r"]);
+    let properties = BasicProperties {
+        expiration: Some("60000".into()),
+        ..BasicProperties::default()
+    };
+    let copy = dead_letter(
+        &properties,
+        None,
+        &death("q", DeathReason::Expired, "ex", &rk, NOW),
+        &DeadLetterTarget {
+            exchange: b"",
+            routing_key: None,
+        },
+    );
+    let table = copy.deaths.to_table();
+    assert_eq!(Deaths::from_table(&table), Some(copy.deaths.clone()));
+    assert_eq!(Deaths::from_table(&FieldTable::new()), None);
+    let mut broken = table.clone();
+    broken.insert("records", FieldValue::Array(vec![]));
+    assert_eq!(Deaths::from_table(&broken), None);
+}
+
+#[test]
 fn cycle_rules() {
     let rk = keys(&["r"]);
     let p = BasicProperties::default();
@@ -593,6 +617,11 @@ proptest! {
         let mut seen: Vec<((usize, DeathReason), u64, u64)> = vec![];
         for (i, (q, reason)) in steps.iter().enumerate() {
             let now = NOW + i as u64 * 1000;
+            if let Some(h) = &history {
+                // The stored form gives the same history back.
+                let restored = Deaths::from_table(&h.to_table());
+                prop_assert_eq!(restored.as_ref(), Some(h));
+            }
             let copy = dead_letter(&properties, history.as_ref(), &death(queues[*q], *reason, "x", &rk, now), &target);
             match seen.iter().position(|(key, _, _)| *key == (*q, *reason)) {
                 Some(pos) => {
