@@ -1,9 +1,11 @@
 //! The broker model: users, virtual hosts and permissions built from the configuration at
 //! boot; exchange routing and the queue state machine (wired to channels with messaging).
 
+pub mod dead_letter;
 pub mod exchange;
 pub mod message;
 pub mod queue;
+pub mod queue_args;
 mod users;
 mod vhost;
 
