@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tracing::{error, info, warn};
 
@@ -14,7 +15,8 @@ use super::handshake::read_end;
 use super::reader::{ReadError, Reader};
 use super::writer::Writer;
 use super::Context;
-use crate::channel::{ChannelTable, Input};
+use crate::broker::queue::ConnEvent;
+use crate::channel::{ChannelTable, Input, Out};
 use crate::error::AmqpError;
 use crate::protocol::{ConnectionClose, ConnectionCloseOk, Frame, Method};
 
@@ -48,8 +50,18 @@ pub(super) struct Connection {
     pub(super) vhost: Option<String>,
     pub(super) name: Option<String>,
     pub(super) heartbeat: u16,
+    pub(super) frame_max: u32,
     pub(super) channels: ChannelTable,
+    /// Deliveries and consumer cancellations from queues; the sender goes to the channels'
+    /// session at open-ok.
+    pub(super) events_tx: mpsc::UnboundedSender<ConnEvent>,
+    events: mpsc::UnboundedReceiver<ConnEvent>,
+    /// The client has the `consumer_cancel_notify` capability.
+    pub(super) cancel_notify: bool,
 }
+
+/// Most queue events handled before writing.
+const EVENT_BATCH: usize = 64;
 
 /// Serves one client until either side closes or the broker shuts down.
 pub(super) async fn run(
@@ -63,6 +75,7 @@ pub(super) async fn run(
     let (read_half, write_half) = stream.into_split();
     let (writer, writer_task) = Writer::spawn(write_half);
     let handshake_timeout = ctx.config.handshake_timeout();
+    let (events_tx, events) = mpsc::unbounded_channel();
     let mut conn = Connection {
         peer,
         ctx,
@@ -72,7 +85,11 @@ pub(super) async fn run(
         vhost: None,
         name: None,
         heartbeat: 0,
+        frame_max: 0,
         channels: ChannelTable::new(0),
+        events_tx,
+        events,
+        cancel_notify: false,
     };
     let handshake = tokio::select! {
         result = timeout(handshake_timeout, conn.handshake()) => result,
@@ -86,6 +103,8 @@ pub(super) async fn run(
         Ok(Err(end)) => end,
         Ok(Ok(())) => conn.serve(&mut shutdown).await,
     };
+    // Unacknowledged messages go back to their queues before the client hears the close.
+    conn.channels.close_all().await;
     let reason = conn.finish(end).await;
     let Connection {
         writer,
@@ -153,6 +172,12 @@ impl Connection {
                     continue;
                 }
                 frame = self.reader.next_frame() => frame,
+                Some(event) = self.events.recv() => {
+                    if let Err(end) = self.on_events(event).await {
+                        return end;
+                    }
+                    continue;
+                }
             };
             let result = match frame {
                 Ok(frame) => self.dispatch(frame).await,
@@ -176,6 +201,7 @@ impl Connection {
                 channel: 0,
                 method: Method::ConnectionClose(close),
             } => {
+                self.channels.close_all().await;
                 self.send(0, &Method::ConnectionCloseOk(ConnectionCloseOk))
                     .await?;
                 return Err(End::ClientClosed(close.reply_text.as_str().to_owned()));
@@ -195,11 +221,50 @@ impl Connection {
             Frame::Header { channel, header } => (channel, Input::Header(Box::new(header))),
             Frame::Body { channel, payload } => (channel, Input::Body(payload)),
         };
-        match self.channels.handle(channel, input) {
-            Ok(Some(reply)) => self.send(channel, &reply).await,
-            Ok(None) => Ok(()),
-            Err(error) => Err(End::Close(error)),
+        let mut out = Vec::new();
+        let result = self.channels.handle(channel, input, &mut out).await;
+        self.write(&out).await?;
+        result.map_err(End::Close)
+    }
+
+    /// Deliveries and cancellations from queues, as many as are waiting (up to a batch),
+    /// written at once.
+    async fn on_events(&mut self, first: ConnEvent) -> Result<(), End> {
+        let mut out = Vec::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(event) = next.take() {
+            match event {
+                ConnEvent::Deliver(batch) => self.channels.deliver(batch, &mut out).await,
+                ConnEvent::Cancelled {
+                    channel,
+                    owner,
+                    tag,
+                } => self
+                    .channels
+                    .consumer_cancelled(channel, owner, tag, &mut out),
+            }
+            taken += 1;
+            if taken < EVENT_BATCH {
+                next = self.events.try_recv().ok();
+            }
         }
+        self.write(&out).await
+    }
+
+    /// Encodes what the channels produced and hands it to the writer in one piece.
+    async fn write(&mut self, out: &[Out]) -> Result<(), End> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let mut buf = BytesMut::new();
+        for o in out {
+            o.encode(self.frame_max, &mut buf);
+        }
+        self.writer
+            .send_bytes(buf.freeze())
+            .await
+            .map_err(|_| End::Drop("socket closed while writing".into()))
     }
 
     /// Carries out `end` and returns the reason to log.
