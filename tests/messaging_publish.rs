@@ -412,3 +412,96 @@ async fn amqprs_publish_consume_life() {
     conn.close().await.unwrap();
     server.handle.shutdown().await;
 }
+
+/// A no-ack consumer that stops reading: queues stop pushing to its connection once its
+/// backlog is full, and resume when it reads again; nothing is lost or reordered.
+#[tokio::test]
+async fn a_no_ack_consumer_that_reads_slowly_gets_everything() {
+    let server = start_server(|_| {}).await;
+    let mut consumer = RawClient::open(server.addr, "messaging_publish/slow_reader", 0).await;
+    consumer.open_channel(1).await;
+    consumer.declare_queue(1, "slow").await;
+    consumer.consume(1, "slow", "c", true).await;
+    let mut publisher = RawClient::open(server.addr, "messaging_publish/slow_publisher", 0).await;
+    publisher.open_channel(1).await;
+    const N: u32 = 12_000;
+    let body = vec![7u8; 1000];
+    let mut frames = bytes::BytesMut::new();
+    for i in 0..N {
+        encode_method(
+            1,
+            &Method::BasicPublish(publish("", "slow", false)),
+            &mut frames,
+        );
+        let mut b = body.clone();
+        b[..4].copy_from_slice(&i.to_be_bytes());
+        encode_header(
+            1,
+            &ContentHeader {
+                class_id: 60,
+                body_size: b.len() as u64,
+                properties: BasicProperties::default(),
+            },
+            &mut frames,
+        );
+        encode_body(1, &b, 131_072, &mut frames);
+    }
+    publisher.send_raw(&frames).await;
+    publisher.ping(1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..N {
+        let (_, _, _, body) = consumer.next_delivery().await;
+        assert_eq!(body[..4], i.to_be_bytes());
+    }
+    server.handle.shutdown().await;
+}
+
+/// Confirms of a burst may be merged into `multiple=true` acks; together they cover every
+/// sequence number in order.
+#[tokio::test]
+async fn confirms_of_a_burst_cover_every_publish() {
+    let server = start_server(|_| {}).await;
+    let mut c = RawClient::open(server.addr, "messaging_publish/confirm_burst", 0).await;
+    c.open_channel(1).await;
+    c.declare_queue(1, "q").await;
+    c.ok(
+        1,
+        Method::ConfirmSelect(ConfirmSelect { nowait: false }),
+        "confirm.select-ok",
+    )
+    .await;
+    let mut frames = bytes::BytesMut::new();
+    for _ in 0..50 {
+        encode_method(
+            1,
+            &Method::BasicPublish(publish("", "q", false)),
+            &mut frames,
+        );
+        encode_header(
+            1,
+            &ContentHeader {
+                class_id: 60,
+                body_size: 1,
+                properties: BasicProperties::default(),
+            },
+            &mut frames,
+        );
+        encode_body(1, b"x", 131_072, &mut frames);
+    }
+    c.send_raw(&frames).await;
+    let mut confirmed = 0;
+    let mut acks = 0;
+    while confirmed < 50 {
+        let (_, m) = c.expect_method("basic.ack").await;
+        let Method::BasicAck(a) = m else {
+            unreachable!()
+        };
+        assert!(a.delivery_tag > confirmed);
+        assert!(a.multiple || a.delivery_tag == confirmed + 1);
+        confirmed = a.delivery_tag;
+        acks += 1;
+    }
+    assert_eq!(confirmed, 50);
+    assert!(acks <= 50);
+    server.handle.shutdown().await;
+}

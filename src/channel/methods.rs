@@ -506,6 +506,7 @@ async fn consume(
             prefetch: ch.prefetch,
             priority: priority(&m.arguments),
             channel_limit: Some(Arc::clone(&ch.limit)),
+            backlog: Some(Arc::clone(&s.backlog)),
         };
         let sink = Sink {
             events: s.events.clone(),
@@ -631,6 +632,7 @@ async fn route(
                 ack: None,
                 message: Arc::clone(&message),
                 redelivered: false,
+                counted: false,
             };
             routed = c.events.send(ConnEvent::Deliver(vec![outgoing])).is_ok();
         }

@@ -8,6 +8,7 @@ mod session;
 mod state;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -210,7 +211,11 @@ impl ChannelTable {
     /// cancelled meanwhile goes back to its queue; one for a channel that is gone is dropped
     /// (closing the channel told the queue to requeue it).
     pub async fn deliver(&mut self, batch: Vec<Outgoing>, out: &mut Vec<Out>) {
+        let backlog = self.session.as_ref().map(|s| Arc::clone(&s.backlog));
         for o in batch {
+            if let (true, Some(backlog)) = (o.counted, &backlog) {
+                backlog.release();
+            }
             let Some(ch) = self.channels.get_mut(&o.channel) else {
                 continue;
             };
@@ -243,6 +248,11 @@ impl ChannelTable {
                 method: Method::BasicDeliver(deliver),
                 message: o.message,
             });
+        }
+        if backlog.is_some_and(|b| b.take_starved()) {
+            for ch in self.channels.values() {
+                ch.wake_consumer_queues(|_| false).await;
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::broker::message::Message;
-use crate::broker::queue::{Command, ConnEvent, QueueRef};
+use crate::broker::queue::{Backlog, Command, ConnEvent, QueueRef};
 use crate::broker::registry::Registry;
 use crate::protocol::{
     encode_body, encode_header, encode_method, ContentHeader, Method, CLASS_BASIC,
@@ -30,7 +30,12 @@ pub struct Session {
     /// The client has the `consumer_cancel_notify` capability.
     pub cancel_notify: bool,
     pub exclusive_queues: Vec<QueueRef>,
+    /// Deliveries sent to this connection by queues and not yet handled.
+    pub backlog: Arc<Backlog>,
 }
+
+/// Most deliveries queues may have on their way to one connection.
+const BACKLOG: usize = 4096;
 
 impl Session {
     pub fn new(
@@ -47,6 +52,7 @@ impl Session {
             max_message_size,
             cancel_notify,
             exclusive_queues: Vec::new(),
+            backlog: Arc::new(Backlog::new(BACKLOG)),
         }
     }
 

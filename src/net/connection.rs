@@ -58,7 +58,13 @@ pub(super) struct Connection {
     events: mpsc::UnboundedReceiver<ConnEvent>,
     /// The client has the `consumer_cancel_notify` capability.
     pub(super) cancel_notify: bool,
+    /// Replies and deliveries not yet handed to the writer. They are held while more frames
+    /// are already buffered, so that a burst is written at once and its confirms merge.
+    pending: Vec<Out>,
 }
+
+/// Most frames' worth of output held before writing.
+const PENDING_MAX: usize = 256;
 
 /// Most queue events handled before writing.
 const EVENT_BATCH: usize = 64;
@@ -90,6 +96,7 @@ pub(super) async fn run(
         events_tx,
         events,
         cancel_notify: false,
+        pending: Vec::new(),
     };
     let handshake = tokio::select! {
         result = timeout(handshake_timeout, conn.handshake()) => result,
@@ -201,6 +208,7 @@ impl Connection {
                 channel: 0,
                 method: Method::ConnectionClose(close),
             } => {
+                self.flush().await?;
                 self.channels.close_all().await;
                 self.send(0, &Method::ConnectionCloseOk(ConnectionCloseOk))
                     .await?;
@@ -221,16 +229,21 @@ impl Connection {
             Frame::Header { channel, header } => (channel, Input::Header(Box::new(header))),
             Frame::Body { channel, payload } => (channel, Input::Body(payload)),
         };
-        let mut out = Vec::new();
-        let result = self.channels.handle(channel, input, &mut out).await;
-        self.write(&out).await?;
+        let result = self
+            .channels
+            .handle(channel, input, &mut self.pending)
+            .await;
+        if result.is_err() || !self.reader.frame_ready() || self.pending.len() >= PENDING_MAX {
+            self.flush().await?;
+        }
         result.map_err(End::Close)
     }
 
     /// Deliveries and cancellations from queues, as many as are waiting (up to a batch),
     /// written at once.
     async fn on_events(&mut self, first: ConnEvent) -> Result<(), End> {
-        let mut out = Vec::new();
+        // Appended after any pending replies, so a consume-ok precedes its first delivery.
+        let mut out = std::mem::take(&mut self.pending);
         let mut next = Some(first);
         let mut taken = 0;
         while let Some(event) = next.take() {
@@ -249,16 +262,19 @@ impl Connection {
                 next = self.events.try_recv().ok();
             }
         }
-        self.write(&out).await
+        self.pending = out;
+        self.flush().await
     }
 
-    /// Encodes what the channels produced and hands it to the writer in one piece.
-    async fn write(&mut self, out: &[Out]) -> Result<(), End> {
-        if out.is_empty() {
+    /// Encodes what the channels produced and hands it to the writer in one piece; publisher
+    /// confirms for consecutive sequence numbers become one `basic.ack multiple=true`.
+    async fn flush(&mut self) -> Result<(), End> {
+        if self.pending.is_empty() {
             return Ok(());
         }
+        let out = merge_confirms(std::mem::take(&mut self.pending));
         let mut buf = BytesMut::new();
-        for o in out {
+        for o in &out {
             o.encode(self.frame_max, &mut buf);
         }
         self.writer
@@ -331,6 +347,27 @@ impl Connection {
     }
 }
 
+/// Merges runs of confirms (server-sent `basic.ack`s) on one channel whose sequence numbers
+/// follow each other: the last one with `multiple=true` acknowledges them all.
+fn merge_confirms(out: Vec<Out>) -> Vec<Out> {
+    let mut merged: Vec<Out> = Vec::with_capacity(out.len());
+    for o in out {
+        if let (
+            Out::Method(channel, Method::BasicAck(ack)),
+            Some(Out::Method(last_channel, Method::BasicAck(last))),
+        ) = (&o, merged.last_mut())
+        {
+            if channel == last_channel && ack.delivery_tag == last.delivery_tag + 1 {
+                last.delivery_tag = ack.delivery_tag;
+                last.multiple = true;
+                continue;
+            }
+        }
+        merged.push(o);
+    }
+    merged
+}
+
 async fn sleep_until_some(deadline: Option<Instant>) {
     match deadline {
         Some(at) => sleep_until(at).await,
@@ -341,6 +378,35 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consecutive_confirms_merge() {
+        use crate::protocol::BasicAck;
+        let confirm = |channel, tag| {
+            Out::Method(
+                channel,
+                Method::BasicAck(BasicAck {
+                    delivery_tag: tag,
+                    multiple: false,
+                }),
+            )
+        };
+        let merged = merge_confirms(vec![
+            confirm(1, 1),
+            confirm(1, 2),
+            confirm(1, 3),
+            confirm(2, 1),
+            confirm(1, 5),
+        ]);
+        let acks: Vec<(u16, u64, bool)> = merged
+            .iter()
+            .map(|o| match o {
+                Out::Method(c, Method::BasicAck(a)) => (*c, a.delivery_tag, a.multiple),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(acks, [(1, 3, true), (2, 1, false), (1, 5, false)]);
+    }
 
     #[test]
     fn missed_heartbeats_log_line_is_rabbitmqs() {

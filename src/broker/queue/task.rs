@@ -56,6 +56,8 @@ pub struct Outgoing {
     pub ack: Option<(QueueRef, Position)>,
     pub message: Arc<Message>,
     pub redelivered: bool,
+    /// Took a slot of the connection's backlog, to give back once handled.
+    pub counted: bool,
 }
 
 /// What queues (and direct reply-to publishers) tell a connection. The channel is unbounded:
@@ -341,6 +343,7 @@ impl QueueTask {
                 },
                 message: d.message,
                 redelivered: d.redelivered,
+                counted: true,
             };
             match batches
                 .iter_mut()
