@@ -122,7 +122,12 @@ fn task(c: &mut Criterion) {
                                 .iter()
                                 .filter_map(|o| o.ack.as_ref().map(|(_, p)| *p))
                                 .collect();
-                            let _ = q.tx.send(Command::Ack { owner: 1, positions }).await;
+                            let _ =
+                                q.tx.send(Command::Ack {
+                                    owner: 1,
+                                    positions,
+                                })
+                                .await;
                         }
                         let _ = publisher.await;
                         received

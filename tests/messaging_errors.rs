@@ -418,6 +418,33 @@ async fn basic_and_mode_errors() {
             40
         )
     );
+    c.open_channel(8).await;
+    c.consume(8, "amq.rabbitmq.reply-to", "r1", true).await;
+    let close = c
+        .fails(8, consume("amq.rabbitmq.reply-to", "r2", true))
+        .await;
+    assert_eq!(
+        close,
+        Close::new(
+            406,
+            "PRECONDITION_FAILED - reply consumer already set",
+            60,
+            20
+        )
+    );
+    c.open_channel(9).await;
+    c.declare_queue(9, "h").await;
+    let mut bogus = FieldTable::new();
+    bogus.insert("x-match", FieldValue::LongStr("bogus".into()));
+    let Method::QueueBind(mut bind) = queue_bind("h", "amq.headers", "") else {
+        unreachable!()
+    };
+    bind.arguments = bogus;
+    let close = c.fails(9, Method::QueueBind(bind)).await;
+    assert_eq!(
+        close,
+        Close::new(406, "PRECONDITION_FAILED - Invalid x-match field value <<\"bogus\">>; expected all, any, all-with-x, or any-with-x", 50, 20)
+    );
     c.open_channel(7).await;
     c.ping(7).await;
     server.handle.shutdown().await;

@@ -78,23 +78,48 @@ fn describe(v: Option<&FieldValue>) -> String {
     let Some(v) = v else {
         return "none".to_owned();
     };
-    let (kind, value) = match v {
-        FieldValue::Bool(b) => ("bool", b.to_string()),
-        FieldValue::I8(n) => ("byte", n.to_string()),
-        FieldValue::U8(n) => ("unsignedbyte", n.to_string()),
-        FieldValue::I16(n) => ("short", n.to_string()),
-        FieldValue::U16(n) => ("unsignedshort", n.to_string()),
-        FieldValue::I32(n) => ("signedint", n.to_string()),
-        FieldValue::U32(n) => ("unsignedint", n.to_string()),
-        FieldValue::I64(n) => ("long", n.to_string()),
-        FieldValue::F32(n) => ("float", n.to_string()),
-        FieldValue::F64(n) => ("double", n.to_string()),
-        FieldValue::LongStr(s) => ("longstr", String::from_utf8_lossy(s).into_owned()),
-        FieldValue::ByteArray(s) => ("binary", String::from_utf8_lossy(s).into_owned()),
-        FieldValue::Timestamp(n) => ("timestamp", n.to_string()),
-        other => ("table", format!("{other:?}")),
+    let value = match v {
+        FieldValue::Bool(b) => b.to_string(),
+        FieldValue::I8(n) => n.to_string(),
+        FieldValue::U8(n) => n.to_string(),
+        FieldValue::I16(n) => n.to_string(),
+        FieldValue::U16(n) => n.to_string(),
+        FieldValue::I32(n) => n.to_string(),
+        FieldValue::U32(n) => n.to_string(),
+        FieldValue::I64(n) => n.to_string(),
+        FieldValue::F32(n) => n.to_string(),
+        FieldValue::F64(n) => n.to_string(),
+        FieldValue::LongStr(s) | FieldValue::ByteArray(s) => {
+            String::from_utf8_lossy(s).into_owned()
+        }
+        FieldValue::Timestamp(n) => n.to_string(),
+        other => format!("{other:?}"),
     };
+    let kind = type_name(v);
     format!("the value '{value}' of type '{kind}'")
+}
+
+/// RabbitMQ's name of a field type, as its error texts show it.
+pub fn type_name(v: &FieldValue) -> &'static str {
+    match v {
+        FieldValue::Bool(_) => "bool",
+        FieldValue::I8(_) => "byte",
+        FieldValue::U8(_) => "unsignedbyte",
+        FieldValue::I16(_) => "short",
+        FieldValue::U16(_) => "unsignedshort",
+        FieldValue::I32(_) => "signedint",
+        FieldValue::U32(_) => "unsignedint",
+        FieldValue::I64(_) => "long",
+        FieldValue::F32(_) => "float",
+        FieldValue::F64(_) => "double",
+        FieldValue::Decimal { .. } => "decimal",
+        FieldValue::LongStr(_) => "longstr",
+        FieldValue::ByteArray(_) => "binary",
+        FieldValue::Array(_) => "array",
+        FieldValue::Timestamp(_) => "timestamp",
+        FieldValue::Table(_) => "table",
+        FieldValue::Void => "void",
+    }
 }
 
 #[cfg(test)]

@@ -206,6 +206,15 @@ impl Registry {
                         spec.name
                     )));
                 }
+                match spec.arguments.get("alternate-exchange") {
+                    None | Some(FieldValue::LongStr(_)) => {}
+                    Some(other) => {
+                        return Err(precondition(format!(
+                            "invalid type '{}' for arg 'alternate-exchange' in {res}",
+                            equivalence::type_name(other)
+                        )))
+                    }
+                }
                 topology.exchanges.insert(
                     spec.name.as_str().into(),
                     Exchange {
@@ -492,5 +501,129 @@ fn unbind_everywhere(topology: &mut Topology, dest: &Dest) {
     }
     for name in emptied {
         remove_exchange(topology, &name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::broker::queue::QueueShared;
+
+    fn queue(registry: &Registry, name: &str) -> QueueRef {
+        let spec = QueueSpec {
+            name: name.into(),
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            arguments: FieldTable::new(),
+        };
+        let (q, created) = registry
+            .declare_queue(&spec, 1, || {
+                let (tx, _) = mpsc::channel(1);
+                Arc::new(QueueShared {
+                    name: name.into(),
+                    id: name.len() as u64,
+                    durable: false,
+                    auto_delete: false,
+                    exclusive_owner: None,
+                    arguments: FieldTable::new(),
+                    tx,
+                })
+            })
+            .unwrap();
+        assert!(created);
+        q
+    }
+
+    fn exchange(registry: &Registry, name: &str, kind: &str, args: FieldTable, auto: bool) {
+        let spec = ExchangeSpec {
+            name: name.into(),
+            kind: kind.into(),
+            durable: false,
+            auto_delete: auto,
+            internal: false,
+            arguments: args,
+        };
+        registry.declare_exchange(&spec, false).unwrap();
+    }
+
+    fn routed(registry: &Registry, exchange: &str, key: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        registry.route(exchange, &[key], None, &mut out).unwrap();
+        out.iter().map(|q| q.name.clone()).collect()
+    }
+
+    #[test]
+    fn cycles_are_harmless_and_destinations_unique() {
+        let r = Registry::new("/");
+        queue(&r, "q");
+        exchange(&r, "a", "fanout", FieldTable::new(), false);
+        exchange(&r, "b", "fanout", FieldTable::new(), false);
+        let none = FieldTable::new();
+        r.bind("a", Dest::Exchange("b".into()), "", &none).unwrap();
+        r.bind("b", Dest::Exchange("a".into()), "", &none).unwrap();
+        r.bind("a", Dest::Queue("q".into()), "", &none).unwrap();
+        r.bind("b", Dest::Queue("q".into()), "", &none).unwrap();
+        assert_eq!(routed(&r, "a", "k"), ["q"]);
+        assert_eq!(routed(&r, "", "q"), ["q"]);
+        assert!(routed(&r, "", "nope").is_empty());
+        assert_eq!(
+            r.route("nope", &["k"], None, &mut Vec::new())
+                .unwrap_err()
+                .text,
+            "no exchange 'nope' in vhost '/'"
+        );
+    }
+
+    #[test]
+    fn alternate_exchanges_chain_until_routed() {
+        let r = Registry::new("/");
+        queue(&r, "q");
+        let ae = |name: &str| {
+            let mut t = FieldTable::new();
+            t.insert(
+                "alternate-exchange",
+                FieldValue::LongStr(name.to_owned().into()),
+            );
+            t
+        };
+        exchange(&r, "last", "fanout", FieldTable::new(), false);
+        exchange(&r, "middle", "direct", ae("last"), false);
+        exchange(&r, "first", "direct", ae("middle"), false);
+        // A loop back to the start ends too.
+        exchange(&r, "loop", "direct", ae("loop"), false);
+        r.bind("last", Dest::Queue("q".into()), "", &FieldTable::new())
+            .unwrap();
+        assert_eq!(routed(&r, "first", "k"), ["q"]);
+        assert!(routed(&r, "loop", "k").is_empty());
+        let mut bad = FieldTable::new();
+        bad.insert("alternate-exchange", FieldValue::I32(5));
+        let spec = ExchangeSpec {
+            name: "bad".into(),
+            kind: "direct".into(),
+            durable: false,
+            auto_delete: false,
+            internal: false,
+            arguments: bad,
+        };
+        assert_eq!(
+            r.declare_exchange(&spec, false).unwrap_err().text,
+            "invalid type 'signedint' for arg 'alternate-exchange' in exchange 'bad' in vhost '/'"
+        );
+    }
+
+    #[test]
+    fn auto_delete_exchanges_go_with_their_last_binding_even_through_a_queue_deletion() {
+        let r = Registry::new("/");
+        let q = queue(&r, "q");
+        exchange(&r, "auto", "fanout", FieldTable::new(), true);
+        r.bind("auto", Dest::Queue("q".into()), "", &FieldTable::new())
+            .unwrap();
+        let before = r.exchange_count();
+        r.remove_queue(&q);
+        assert_eq!(r.exchange_count(), before - 1);
+        assert!(!r.exchange_exists("auto"));
+        assert!(r.queue("q").is_none());
     }
 }

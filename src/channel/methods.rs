@@ -15,6 +15,7 @@ use crate::broker::message::Message;
 use crate::broker::queue::{self, Command, ConnEvent, ConsumerSpec, Outgoing, QueueRef, Sink};
 use crate::broker::registry::{Dest, ExchangeSpec, QueueSpec, ReplyConsumer};
 use crate::broker::token;
+use crate::broker::type_name;
 use crate::error::AmqpError;
 use crate::protocol::*;
 
@@ -676,27 +677,4 @@ async fn route(
         out.push(Out::Method(ch.number, Method::BasicAck(ack)));
     }
     Ok(())
-}
-
-/// RabbitMQ's name of a field type, as its error texts show it.
-fn type_name(v: &FieldValue) -> &'static str {
-    match v {
-        FieldValue::Bool(_) => "bool",
-        FieldValue::I8(_) => "byte",
-        FieldValue::U8(_) => "unsignedbyte",
-        FieldValue::I16(_) => "short",
-        FieldValue::U16(_) => "unsignedshort",
-        FieldValue::I32(_) => "signedint",
-        FieldValue::U32(_) => "unsignedint",
-        FieldValue::I64(_) => "long",
-        FieldValue::F32(_) => "float",
-        FieldValue::F64(_) => "double",
-        FieldValue::Decimal { .. } => "decimal",
-        FieldValue::LongStr(_) => "longstr",
-        FieldValue::ByteArray(_) => "binary",
-        FieldValue::Array(_) => "array",
-        FieldValue::Timestamp(_) => "timestamp",
-        FieldValue::Table(_) => "table",
-        FieldValue::Void => "void",
-    }
 }
