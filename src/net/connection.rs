@@ -161,17 +161,23 @@ impl Connection {
     /// The running connection: frames until something ends it.
     async fn serve(&mut self, shutdown: &mut watch::Receiver<bool>) -> End {
         let silence_limit = Duration::from_secs(u64::from(self.heartbeat) * 2);
+        // When we last waited on something other than the socket (a full queue mailbox): bytes
+        // the peer sent meanwhile are unread, not missing.
+        let mut busy_until = Instant::now();
         loop {
-            let deadline = (self.heartbeat > 0).then(|| self.reader.last_read() + silence_limit);
+            let quiet_since = self.reader.last_read().max(busy_until);
+            let deadline = (self.heartbeat > 0).then(|| quiet_since + silence_limit);
+            // Not biased: a client that publishes without pause must still get its deliveries,
+            // and one that is flooded with deliveries must still have its acks read.
             let frame = tokio::select! {
-                biased;
                 () = shutdown_signalled(shutdown) => {
                     return End::Close(AmqpError::connection_forced(
                         "broker forced connection closure with reason 'shutdown'",
                     ));
                 }
                 () = sleep_until_some(deadline) => {
-                    if Instant::now() >= self.reader.last_read() + silence_limit {
+                    let quiet_since = self.reader.last_read().max(busy_until);
+                    if Instant::now() >= quiet_since + silence_limit {
                         let message = missed_heartbeats_message(self.heartbeat);
                         error!(peer = %self.peer, "{message}");
                         return End::Drop(message);
@@ -193,6 +199,7 @@ impl Connection {
             if let Err(end) = result {
                 return end;
             }
+            busy_until = Instant::now();
         }
     }
 
