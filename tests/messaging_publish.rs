@@ -270,6 +270,26 @@ async fn direct_reply_to() {
     responder.open_channel(1).await;
     responder.declare_queue(1, "rpc").await;
     responder.consume(1, "rpc", "server", true).await;
+    // Clients probe for the feature with a passive declare.
+    let Method::QueueDeclareOk(ok) = requester
+        .ok(
+            1,
+            Method::QueueDeclare(QueueDeclare {
+                queue: "amq.rabbitmq.reply-to".into(),
+                passive: true,
+                durable: false,
+                exclusive: false,
+                auto_delete: false,
+                no_wait: false,
+                arguments: FieldTable::new(),
+            }),
+            "queue.declare-ok",
+        )
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(ok.queue.as_str(), "amq.rabbitmq.reply-to");
     requester
         .consume(1, "amq.rabbitmq.reply-to", "client", true)
         .await;

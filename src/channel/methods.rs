@@ -395,6 +395,19 @@ async fn queue_declare(
     m: QueueDeclare,
     out: &mut Vec<Out>,
 ) -> Result<(), AmqpError> {
+    // RabbitMQ answers a passive declare of the direct reply-to pseudo-queue (clients probe
+    // for the feature that way).
+    if m.passive && m.queue.as_str() == REPLY_TO {
+        if !m.no_wait {
+            let ok = QueueDeclareOk {
+                queue: m.queue,
+                message_count: 0,
+                consumer_count: 0,
+            };
+            out.push(Out::Method(ch.number, Method::QueueDeclareOk(ok)));
+        }
+        return Ok(());
+    }
     let (q, created) = if m.passive {
         let name = queue_name(ch, &m.queue)?;
         (s.registry.queue_for(&name, s.connection)?, false)

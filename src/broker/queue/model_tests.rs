@@ -423,3 +423,28 @@ fn a_consumer_whose_connection_is_backed_up_is_skipped() {
     assert_eq!(order, [0, 1, 1, 1]);
     assert!(backlog.take_starved());
 }
+
+#[test]
+fn releasing_everything_gives_back_channel_credit() {
+    let mut queue = QueueState::new();
+    for i in 0..3 {
+        queue.publish(message(i));
+    }
+    let limit = Arc::new(ChannelLimit::new(2));
+    queue.add_consumer(ConsumerSpec {
+        id: 1,
+        owner: 1,
+        no_ack: false,
+        prefetch: 0,
+        priority: 0,
+        channel_limit: Some(Arc::clone(&limit)),
+        backlog: None,
+    });
+    let mut out = Vec::new();
+    assert_eq!(queue.dispatch(usize::MAX, &mut out), 2);
+    assert_eq!(limit.in_flight(), 2);
+    queue.release_all();
+    assert_eq!(limit.in_flight(), 0);
+    assert_eq!(queue.unacked_count(), 0);
+    assert_eq!(queue.ready_count(), 1);
+}
