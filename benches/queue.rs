@@ -107,8 +107,10 @@ fn task(c: &mut Criterion) {
                             let tx = q.tx.clone();
                             let msg = Arc::clone(&msg);
                             tokio::spawn(async move {
-                                for _ in 0..BATCH {
-                                    let _ = tx.send(Command::Publish(Arc::clone(&msg))).await;
+                                // As a connection sends a burst: a few batches per wake-up.
+                                for _ in 0..BATCH / 50 {
+                                    let batch = vec![Arc::clone(&msg); 50];
+                                    let _ = tx.send(Command::Publish(batch)).await;
                                 }
                             })
                         };

@@ -620,11 +620,12 @@ async fn publish(
     route(ch, s, message, method.mandatory, &keys, out).await
 }
 
-/// Routes a message and hands it to its queues' mailboxes (waiting when one is full: that is
-/// the flow control that slows a publisher down); then the return and the confirm.
+/// Routes a message and holds it for its queues' mailboxes (the connection sends the held
+/// publishes before anything else reaches a queue or the client); then the return and the
+/// confirm, which go out only after the publishes are in the mailboxes.
 async fn route(
     ch: &mut Channel,
-    s: &Session,
+    s: &mut Session,
     message: Arc<Message>,
     mandatory: bool,
     keys: &[String],
@@ -659,14 +660,9 @@ async fn route(
             &mut queues,
         )?;
     }
-    for q in &queues {
-        if q.tx
-            .send(Command::Publish(Arc::clone(&message)))
-            .await
-            .is_ok()
-        {
-            routed = true;
-        }
+    routed |= !queues.is_empty();
+    for q in queues {
+        s.hold_publish(q, Arc::clone(&message));
     }
     if !routed && mandatory {
         let ret = BasicReturn {

@@ -76,6 +76,15 @@ impl ChannelTable {
         input: Input,
         out: &mut Vec<Out>,
     ) -> Result<(), AmqpError> {
+        // Held publishes reach their queues before any other command this connection sends,
+        // so a get, purge, declare or delete sees them.
+        let publishing = matches!(
+            input,
+            Input::Header(_) | Input::Body(_) | Input::Method(Method::BasicPublish(_))
+        );
+        if !publishing {
+            self.send_held().await;
+        }
         let result = self.dispatch(channel, input, out).await;
         match result {
             Err(error) if error.scope == Scope::Channel => {
@@ -83,6 +92,20 @@ impl ChannelTable {
                 Ok(())
             }
             other => other,
+        }
+    }
+
+    /// How many routed publishes wait to be sent to their queues.
+    pub fn held_count(&self) -> usize {
+        self.session.as_ref().map_or(0, Session::held_count)
+    }
+
+    /// Sends the held publishes to their queues' mailboxes.
+    pub async fn send_held(&mut self) {
+        if let Some(session) = self.session.as_mut() {
+            if session.held_count() > 0 {
+                session.send_held().await;
+            }
         }
     }
 
@@ -286,6 +309,7 @@ impl ChannelTable {
     /// The connection is ending: every channel releases what it held (unacknowledged messages
     /// are requeued), then the connection's exclusive queues are deleted.
     pub async fn close_all(&mut self) {
+        self.send_held().await;
         let Some(session) = self.session.as_mut() else {
             return;
         };

@@ -2,6 +2,7 @@
 //! event inbox, limits from the configuration; and `Out`, what the channels ask the connection
 //! to send.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -32,6 +33,10 @@ pub struct Session {
     pub exclusive_queues: Vec<QueueRef>,
     /// Deliveries sent to this connection by queues and not yet handled.
     pub backlog: Arc<Backlog>,
+    /// Publishes routed but not yet sent, one batch per queue (keyed by queue id), so a burst
+    /// crosses to each queue task as one command.
+    held: HashMap<u64, (QueueRef, Vec<Arc<Message>>)>,
+    held_count: usize,
 }
 
 /// Most deliveries queues may have on their way to one connection.
@@ -53,6 +58,33 @@ impl Session {
             cancel_notify,
             exclusive_queues: Vec::new(),
             backlog: Arc::new(Backlog::new(BACKLOG)),
+            held: HashMap::new(),
+            held_count: 0,
+        }
+    }
+
+    /// Holds a routed message for `q` until `send_held`.
+    pub fn hold_publish(&mut self, q: QueueRef, message: Arc<Message>) {
+        self.held
+            .entry(q.id)
+            .or_insert_with(|| (q, Vec::new()))
+            .1
+            .push(message);
+        self.held_count += 1;
+    }
+
+    /// How many routed messages wait for `send_held`.
+    pub fn held_count(&self) -> usize {
+        self.held_count
+    }
+
+    /// Sends the held publishes, one batch per queue, waiting while a mailbox is full (that
+    /// wait is the flow control that slows a publisher down). A queue deleted meanwhile just
+    /// loses them, as if it had been deleted a moment earlier.
+    pub async fn send_held(&mut self) {
+        self.held_count = 0;
+        for (_, (q, messages)) in self.held.drain() {
+            let _ = q.tx.send(Command::Publish(messages)).await;
         }
     }
 

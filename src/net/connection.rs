@@ -240,7 +240,11 @@ impl Connection {
             .channels
             .handle(channel, input, &mut self.pending)
             .await;
-        if result.is_err() || !self.reader.frame_ready() || self.pending.len() >= PENDING_MAX {
+        if result.is_err()
+            || !self.reader.frame_ready()
+            || self.pending.len() >= PENDING_MAX
+            || self.channels.held_count() >= PENDING_MAX
+        {
             self.flush().await?;
         }
         result.map_err(End::Close)
@@ -276,6 +280,8 @@ impl Connection {
     /// Encodes what the channels produced and hands it to the writer in one piece; publisher
     /// confirms for consecutive sequence numbers become one `basic.ack multiple=true`.
     async fn flush(&mut self) -> Result<(), End> {
+        // Confirms in `pending` promise the messages are in their queues.
+        self.channels.send_held().await;
         if self.pending.is_empty() {
             return Ok(());
         }

@@ -76,7 +76,8 @@ pub enum ConnEvent {
 
 #[derive(Debug)]
 pub enum Command {
-    Publish(Arc<Message>),
+    /// Messages routed here by one connection since its last batch, in publish order.
+    Publish(Vec<Arc<Message>>),
     Consume {
         spec: ConsumerSpec,
         sink: Sink,
@@ -193,8 +194,10 @@ impl QueueTask {
 
     fn handle(&mut self, cmd: Command) -> Flow {
         match cmd {
-            Command::Publish(message) => {
-                self.state.publish(message);
+            Command::Publish(messages) => {
+                for message in messages {
+                    self.state.publish(message);
+                }
             }
             Command::Consume {
                 spec,
