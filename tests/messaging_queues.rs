@@ -417,3 +417,47 @@ async fn large_bodies_are_split_at_frame_max() {
     assert_eq!(got.body_frames, 3);
     server.handle.shutdown().await;
 }
+
+/// Whatever the queue sent a consumer before it was cancelled arrives before cancel-ok; nothing
+/// after it, and nothing is lost.
+#[tokio::test]
+async fn cancel_ok_follows_the_deliveries_already_made() {
+    let server = start_server(|_| {}).await;
+    let mut c = RawClient::open(server.addr, "messaging_queues/cancel_race", 0).await;
+    c.open_channel(1).await;
+    c.declare_queue(1, "q").await;
+    const N: u32 = 2_000;
+    for _ in 0..N {
+        c.publish(1, "", "q", b"x").await;
+    }
+    c.consume(1, "q", "c", true).await;
+    c.send_method(
+        1,
+        &Method::BasicCancel(BasicCancel {
+            consumer_tag: "c".into(),
+            no_wait: false,
+        }),
+    )
+    .await;
+    let mut delivered = 0;
+    loop {
+        let (_, m) = c.next_method().await;
+        match m {
+            Method::BasicCancelOk(_) => break,
+            Method::BasicDeliver(_) => {
+                let Some(Frame::Header { .. }) = c.next_frame().await else {
+                    panic!()
+                };
+                let Some(Frame::Body { .. }) = c.next_frame().await else {
+                    panic!()
+                };
+                delivered += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    c.expect_quiet(QUIET).await;
+    let left = c.declare_queue(1, "q").await.message_count;
+    assert_eq!(delivered + left, N, "delivered {delivered}, left {left}");
+    server.handle.shutdown().await;
+}

@@ -225,6 +225,7 @@ async fn run(
                     Some(q) => {
                         let id = entry.id;
                         let _ = request(&q, |reply| Command::Cancel { id, reply }).await;
+                        ch.draining.push(m.consumer_tag.clone());
                     }
                     None => {
                         if let Some(key) = ch.reply_key.take() {

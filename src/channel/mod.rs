@@ -232,7 +232,8 @@ impl ChannelTable {
     /// Deliveries from queues: each gets the next delivery tag of its channel and, when it
     /// must be acknowledged, a place in the unacked map. A delivery for a consumer that was
     /// cancelled meanwhile goes back to its queue; one for a channel that is gone is dropped
-    /// (closing the channel told the queue to requeue it).
+    /// (closing the channel told the queue to requeue it). A consumer being cancelled still
+    /// gets what the queue sent it before the cancel.
     pub async fn deliver(&mut self, batch: Vec<Outgoing>, out: &mut Vec<Out>) {
         let backlog = self.session.as_ref().map(|s| Arc::clone(&s.backlog));
         for o in batch {
@@ -245,7 +246,7 @@ impl ChannelTable {
             if ch.owner != o.owner || ch.closing {
                 continue;
             }
-            if !ch.consumers.contains_key(&o.tag) {
+            if !ch.consumers.contains_key(&o.tag) && !ch.draining.contains(&o.tag) {
                 if let Some((q, position)) = o.ack {
                     let requeue = Command::Requeue {
                         owner: o.owner,
@@ -276,6 +277,13 @@ impl ChannelTable {
             for ch in self.channels.values() {
                 ch.wake_consumer_queues(|_| false).await;
             }
+        }
+    }
+
+    /// The connection has taken the deliveries of just-cancelled consumers.
+    pub fn end_draining(&mut self) {
+        for ch in self.channels.values_mut() {
+            ch.draining.clear();
         }
     }
 

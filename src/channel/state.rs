@@ -64,6 +64,9 @@ pub struct Channel {
     pub last_queue: Option<String>,
     /// The direct reply-to key when the channel consumes `amq.rabbitmq.reply-to`.
     pub reply_key: Option<String>,
+    /// Consumers just cancelled whose last deliveries may still be on their way; emptied by
+    /// the connection once it has taken them (before cancel-ok goes out).
+    pub draining: Vec<ShortStr>,
 }
 
 impl Channel {
@@ -85,6 +88,7 @@ impl Channel {
             tx: None,
             last_queue: None,
             reply_key: None,
+            draining: Vec::new(),
         }
     }
 

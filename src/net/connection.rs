@@ -236,10 +236,22 @@ impl Connection {
             Frame::Header { channel, header } => (channel, Input::Header(Box::new(header))),
             Frame::Body { channel, payload } => (channel, Input::Body(payload)),
         };
+        let cancel = matches!(input, Input::Method(Method::BasicCancel(_)));
+        let mark = self.pending.len();
         let result = self
             .channels
             .handle(channel, input, &mut self.pending)
             .await;
+        if cancel {
+            // Deliveries the queue made before it dropped the consumer are already in our
+            // inbox: they go out before cancel-ok, as RabbitMQ sends them.
+            let reply = self.pending.split_off(mark);
+            while let Ok(event) = self.events.try_recv() {
+                self.apply_event(event).await;
+            }
+            self.channels.end_draining();
+            self.pending.extend(reply);
+        }
         if result.is_err()
             || !self.reader.frame_ready()
             || self.pending.len() >= PENDING_MAX
@@ -254,27 +266,29 @@ impl Connection {
     /// written at once.
     async fn on_events(&mut self, first: ConnEvent) -> Result<(), End> {
         // Appended after any pending replies, so a consume-ok precedes its first delivery.
-        let mut out = std::mem::take(&mut self.pending);
         let mut next = Some(first);
         let mut taken = 0;
         while let Some(event) = next.take() {
-            match event {
-                ConnEvent::Deliver(batch) => self.channels.deliver(batch, &mut out).await,
-                ConnEvent::Cancelled {
-                    channel,
-                    owner,
-                    tag,
-                } => self
-                    .channels
-                    .consumer_cancelled(channel, owner, tag, &mut out),
-            }
+            self.apply_event(event).await;
             taken += 1;
             if taken < EVENT_BATCH {
                 next = self.events.try_recv().ok();
             }
         }
-        self.pending = out;
         self.flush().await
+    }
+
+    async fn apply_event(&mut self, event: ConnEvent) {
+        match event {
+            ConnEvent::Deliver(batch) => self.channels.deliver(batch, &mut self.pending).await,
+            ConnEvent::Cancelled {
+                channel,
+                owner,
+                tag,
+            } => self
+                .channels
+                .consumer_cancelled(channel, owner, tag, &mut self.pending),
+        }
     }
 
     /// Encodes what the channels produced and hands it to the writer in one piece; publisher
