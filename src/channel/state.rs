@@ -190,3 +190,65 @@ impl Channel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::broker::queue::QueueShared;
+    use crate::protocol::FieldTable;
+
+    fn queue() -> QueueRef {
+        let (tx, _) = tokio::sync::mpsc::channel(1);
+        Arc::new(QueueShared {
+            name: "q".into(),
+            id: 1,
+            durable: false,
+            auto_delete: false,
+            exclusive_owner: None,
+            arguments: FieldTable::new(),
+            tx,
+        })
+    }
+
+    fn channel_with(tags: &[u64]) -> Channel {
+        let mut ch = Channel::new(1);
+        let q = queue();
+        for tag in tags {
+            ch.unacked.insert(*tag, (Arc::clone(&q), *tag * 10));
+        }
+        ch
+    }
+
+    fn tags(taken: &[(u64, QueueRef, Position)]) -> Vec<u64> {
+        taken.iter().map(|(t, _, _)| *t).collect()
+    }
+
+    #[test]
+    fn take_follows_rabbitmqs_collect_acks() {
+        let mut ch = channel_with(&[1, 2, 3, 5]);
+        assert_eq!(
+            ch.take(4, false).unwrap_err().text,
+            "unknown delivery tag 4"
+        );
+        assert_eq!(ch.take(4, true).unwrap_err().text, "unknown delivery tag 4");
+        assert_eq!(tags(&ch.take(2, false).unwrap()), [2]);
+        assert_eq!(tags(&ch.take(3, true).unwrap()), [1, 3]);
+        assert_eq!(
+            ch.take(0, false).unwrap_err().text,
+            "unknown delivery tag 0"
+        );
+        assert_eq!(tags(&ch.take(0, true).unwrap()), [5]);
+        assert!(ch.take(0, true).unwrap().is_empty());
+        assert_eq!(ch.take(5, false).unwrap_err().code.code(), 406);
+    }
+
+    #[test]
+    fn owners_are_unique_and_tags_start_at_one() {
+        let mut a = Channel::new(1);
+        let b = Channel::new(1);
+        assert_ne!(a.owner, b.owner);
+        assert_eq!(a.next_tag(), 1);
+        assert_eq!(a.next_tag(), 2);
+    }
+}
