@@ -295,8 +295,8 @@ async fn auto_delete_queue_and_exchange() {
         "basic.cancel-ok",
     )
     .await;
-    // The queue went with its last consumer, and the exchange with its last binding.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The queue went with its last consumer (before cancel-ok), and the exchange with its
+    // last binding.
     let close = c
         .fails(
             1,

@@ -185,7 +185,7 @@ impl QueueTask {
                 }
                 tokio::task::yield_now().await;
             }
-            if self.auto_delete && self.had_consumer && self.state.consumer_count() == 0 {
+            if self.auto_delete_due() {
                 self.shut_down();
                 break;
             }
@@ -225,6 +225,12 @@ impl QueueTask {
             }
             Command::Cancel { id, reply } => {
                 self.remove_consumer(id);
+                // Gone before cancel-ok, as in RabbitMQ: a declare after it makes a new queue.
+                if self.auto_delete_due() {
+                    self.shut_down();
+                    let _ = reply.send(());
+                    return Flow::Stop;
+                }
                 let _ = reply.send(());
             }
             Command::Get {
@@ -291,6 +297,11 @@ impl QueueTask {
             }
         }
         Flow::Continue
+    }
+
+    /// An auto-delete queue goes when its last consumer does (never before it had one).
+    fn auto_delete_due(&self) -> bool {
+        self.auto_delete && self.had_consumer && self.state.consumer_count() == 0
     }
 
     fn vhost(&self) -> String {
