@@ -7,8 +7,8 @@ mod common;
 use bytes::{BufMut, BytesMut};
 use common::{encoded, raw_frame, start_server, Close, RawClient};
 use warren::protocol::{
-    BasicQos, ChannelFlow, ChannelOpen, ConnectionCloseOk, ConnectionTuneOk, ContentHeader,
-    ExchangeDeclare, FieldTable, FieldValue, Frame, Method, QueueDeclare,
+    BasicPublish, BasicQos, ChannelFlow, ChannelOpen, ConnectionCloseOk, ConnectionTuneOk,
+    ContentHeader, FieldTable, FieldValue, Frame, Method, QueueDeclare,
 };
 
 /// What the server must answer.
@@ -254,22 +254,18 @@ fn cases() -> Vec<Case> {
             expect: exact(540, "NOT_IMPLEMENTED - active=false", 20, 20),
         },
         Case {
-            name: "messaging_method_before_it_is_implemented",
+            name: "publish_immediate",
             open_channel: true,
             input: encoded(
                 1,
-                &Method::ExchangeDeclare(ExchangeDeclare {
-                    exchange: "x".into(),
-                    kind: "direct".into(),
-                    passive: false,
-                    durable: false,
-                    auto_delete: false,
-                    internal: false,
-                    no_wait: false,
-                    arguments: FieldTable::new(),
+                &Method::BasicPublish(BasicPublish {
+                    exchange: "".into(),
+                    routing_key: "q".into(),
+                    mandatory: false,
+                    immediate: true,
                 }),
             ),
-            expect: exact(540, "NOT_IMPLEMENTED - exchange.declare not implemented", 40, 10),
+            expect: exact(540, "NOT_IMPLEMENTED - immediate=true", 60, 40),
         },
     ]
 }

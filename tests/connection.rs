@@ -42,7 +42,7 @@ async fn amqprs_connects_as_guest_and_churns_channels() {
     assert_eq!(props.product(), "Warren");
     assert_eq!(props.version(), env!("CARGO_PKG_VERSION"));
     assert!(props.capabilities().authentication_failure_close());
-    assert!(!props.capabilities().publisher_confirms());
+    assert!(props.capabilities().publisher_confirms());
     assert_eq!(conn.channel_max(), 2047);
     assert_eq!(conn.frame_max(), 131_072);
     for _ in 0..3 {
@@ -92,7 +92,19 @@ async fn server_properties_and_tune() {
         panic!("no capabilities");
     };
     let advertised: Vec<&str> = caps.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(advertised, ["authentication_failure_close"]);
+    assert_eq!(
+        advertised,
+        [
+            "authentication_failure_close",
+            "basic.nack",
+            "consumer_cancel_notify",
+            "consumer_priorities",
+            "direct_reply_to",
+            "exchange_exchange_bindings",
+            "per_consumer_qos",
+            "publisher_confirms",
+        ]
+    );
     c.send_method(0, &guest("connection/server_properties"))
         .await;
     let (_, Method::ConnectionTune(tune)) = c.expect_method("connection.tune").await else {

@@ -2,19 +2,26 @@
 //! boot; exchange routing and the queue state machine (wired to channels with messaging).
 
 pub mod dead_letter;
+mod equivalence;
 pub mod exchange;
 pub mod message;
 pub mod queue;
 pub mod queue_args;
+pub mod registry;
+pub mod token;
 mod users;
 mod vhost;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
+pub use equivalence::type_name;
 pub use users::{is_loopback, AuthError, User};
 pub use vhost::{Permission, VHost};
+
+use registry::Registry;
 
 use crate::config::Config;
 
@@ -29,6 +36,8 @@ pub const DEFAULT_USER: &str = "guest";
 pub struct Broker {
     users: HashMap<String, User>,
     vhosts: HashMap<String, VHost>,
+    /// The exchanges and queues of each vhost, one entry per key of `vhosts`.
+    registries: HashMap<String, Arc<Registry>>,
     loopback_users: Vec<String>,
 }
 
@@ -70,9 +79,14 @@ impl Broker {
                 },
             );
         }
+        let registries = vhosts
+            .keys()
+            .map(|name| (name.clone(), Registry::new(name)))
+            .collect();
         Ok(Broker {
             users,
             vhosts,
+            registries,
             loopback_users: config.loopback_users.clone(),
         })
     }
@@ -91,6 +105,11 @@ impl Broker {
             .ok_or_else(|| AuthError::InvalidCredentials(username.to_owned()))?;
         users::check_loopback(&self.loopback_users, username, peer)?;
         Ok(user)
+    }
+
+    /// The exchanges and queues of vhost `name`.
+    pub fn registry(&self, name: &str) -> Option<Arc<Registry>> {
+        self.registries.get(name).cloned()
     }
 
     /// The vhost `name` if `user` may use it (has any permission on it).

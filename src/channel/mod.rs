@@ -1,14 +1,26 @@
-//! Channels: the per-channel state machine and the table of a connection's channels. No I/O:
-//! the connection feeds frames in and sends out what comes back.
+//! Channels: the per-channel state machine and the table of a connection's channels. No
+//! socket I/O: the connection feeds frames in and sends what the channels put in `out`;
+//! broker-wide effects go through the vhost registry and queue mailboxes.
+
+mod assembler;
+mod methods;
+mod session;
+mod state;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use methods::REPLY_TO;
+pub use session::{Out, Session};
+pub use state::Channel;
+
+use crate::broker::queue::{Command, Outgoing, OwnerId};
 use crate::error::{AmqpError, Scope};
 use crate::protocol::{
-    ChannelClose, ChannelCloseOk, ChannelFlowOk, ChannelOpenOk, ContentHeader, Method,
-    CLASS_CONNECTION,
+    BasicCancel, BasicDeliver, ChannelClose, ChannelCloseOk, ChannelFlowOk, ChannelOpenOk,
+    ContentHeader, Method, ShortStr, CLASS_CONNECTION,
 };
 
 /// A frame addressed to a channel other than 0, as the connection hands it over.
@@ -19,23 +31,17 @@ pub enum Input {
     Body(Bytes),
 }
 
-/// Where one channel stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Open,
-    /// We sent `channel.close`: everything but close/close-ok is dropped until close-ok.
-    Closing,
-}
-
 /// The channels of one connection.
 ///
 /// Invariant: every key is in `1..=channel_max`; a channel is in the table from its
 /// `channel.open` until the close handshake completes, so a number is reusable only after
-/// close-ok went one way or the other.
+/// close-ok went one way or the other. A channel that is `closing` has released everything it
+/// held in the broker.
 #[derive(Debug)]
 pub struct ChannelTable {
     channel_max: u16,
-    channels: HashMap<u16, State>,
+    channels: HashMap<u16, Channel>,
+    session: Option<Session>,
 }
 
 impl ChannelTable {
@@ -43,7 +49,13 @@ impl ChannelTable {
         ChannelTable {
             channel_max,
             channels: HashMap::new(),
+            session: None,
         }
+    }
+
+    /// Connects the table to its vhost once the connection is open.
+    pub fn attach(&mut self, session: Session) {
+        self.session = Some(session);
     }
 
     /// Number of channels open or closing.
@@ -55,41 +67,82 @@ impl ChannelTable {
         self.channels.is_empty()
     }
 
-    /// Feeds one frame for `channel` (never 0). `Ok(Some(m))` is a method to send on that
-    /// channel. Channel errors are handled here (the channel starts closing and the reply is
-    /// the `channel.close`); an `Err` is always a connection error.
-    pub fn handle(&mut self, channel: u16, input: Input) -> Result<Option<Method>, AmqpError> {
-        let result = self.dispatch(channel, input);
-        self.settle(channel, result)
-    }
-
-    /// Turns a channel error into the channel's `channel.close`; passes everything else on.
-    fn settle(
+    /// Feeds one frame for `channel` (never 0); what to send goes to `out`. Channel errors are
+    /// handled here (the channel releases what it held and its `channel.close` goes to `out`);
+    /// an `Err` is always a connection error.
+    pub async fn handle(
         &mut self,
         channel: u16,
-        result: Result<Option<Method>, AmqpError>,
-    ) -> Result<Option<Method>, AmqpError> {
+        input: Input,
+        out: &mut Vec<Out>,
+    ) -> Result<(), AmqpError> {
+        // Held publishes reach their queues before any other command this connection sends,
+        // so a get, purge, declare or delete sees them.
+        let publishing = matches!(
+            input,
+            Input::Header(_) | Input::Body(_) | Input::Method(Method::BasicPublish(_))
+        );
+        if !publishing {
+            self.send_held().await;
+        }
+        let result = self.dispatch(channel, input, out).await;
         match result {
             Err(error) if error.scope == Scope::Channel => {
-                self.channels.insert(channel, State::Closing);
-                Ok(Some(Method::ChannelClose(ChannelClose {
-                    reply_code: error.code.code(),
-                    reply_text: error.reply_text(),
-                    class_id: error.class_id,
-                    method_id: error.method_id,
-                })))
+                self.fail(channel, error, out).await;
+                Ok(())
             }
             other => other,
         }
     }
 
-    fn dispatch(&mut self, channel: u16, input: Input) -> Result<Option<Method>, AmqpError> {
+    /// How many routed publishes wait to be sent to their queues.
+    pub fn held_count(&self) -> usize {
+        self.session.as_ref().map_or(0, Session::held_count)
+    }
+
+    /// Sends the held publishes to their queues' mailboxes.
+    pub async fn send_held(&mut self) {
+        if let Some(session) = self.session.as_mut() {
+            if session.held_count() > 0 {
+                session.send_held().await;
+            }
+        }
+    }
+
+    /// Closes `channel` with a channel error.
+    async fn fail(&mut self, channel: u16, error: AmqpError, out: &mut Vec<Out>) {
+        let ch = self
+            .channels
+            .entry(channel)
+            .or_insert_with(|| Channel::new(channel));
+        if let Some(session) = &self.session {
+            ch.release(session).await;
+        }
+        ch.closing = true;
+        out.push(Out::Method(
+            channel,
+            Method::ChannelClose(ChannelClose {
+                reply_code: error.code.code(),
+                reply_text: error.reply_text(),
+                class_id: error.class_id,
+                method_id: error.method_id,
+            }),
+        ));
+    }
+
+    async fn dispatch(
+        &mut self,
+        channel: u16,
+        input: Input,
+        out: &mut Vec<Out>,
+    ) -> Result<(), AmqpError> {
         if let Input::Method(method) = &input {
             if method.class_id() == CLASS_CONNECTION {
                 return Err(AmqpError::command_invalid("unimplemented method").on_method(method));
             }
         }
-        match (self.channels.get(&channel).copied(), input) {
+        let state = self.channels.get(&channel).map(|c| c.closing);
+        match (state, input) {
             (None, Input::Method(Method::ChannelOpen(_))) => {
                 if channel > self.channel_max {
                     return Err(AmqpError::not_allowed(format!(
@@ -98,56 +151,183 @@ impl ChannelTable {
                     ))
                     .on(20, 10));
                 }
-                self.channels.insert(channel, State::Open);
-                Ok(Some(Method::ChannelOpenOk(ChannelOpenOk)))
+                self.channels.insert(channel, Channel::new(channel));
+                out.push(Out::Method(channel, Method::ChannelOpenOk(ChannelOpenOk)));
+                Ok(())
             }
             // A close-ok crossing our forgetting of the channel: nothing left to do.
-            (None, Input::Method(Method::ChannelCloseOk(_))) => Ok(None),
+            (None, Input::Method(Method::ChannelCloseOk(_))) => Ok(()),
             (None, Input::Method(method)) => {
                 Err(AmqpError::channel_error("expected 'channel.open'").on_method(&method))
             }
-            (Some(State::Closing), Input::Method(Method::ChannelClose(_))) => {
+            (Some(true), Input::Method(Method::ChannelClose(_))) => {
                 self.channels.remove(&channel);
-                Ok(Some(Method::ChannelCloseOk(ChannelCloseOk)))
+                out.push(Out::Method(channel, Method::ChannelCloseOk(ChannelCloseOk)));
+                Ok(())
             }
-            (Some(State::Closing), Input::Method(Method::ChannelCloseOk(_))) => {
+            (Some(true), Input::Method(Method::ChannelCloseOk(_))) => {
                 self.channels.remove(&channel);
-                Ok(None)
+                Ok(())
             }
-            (Some(State::Closing), _) => Ok(None),
-            (Some(State::Open), Input::Method(method)) => self.open_channel(channel, method),
-            (_, Input::Header(_) | Input::Body(_)) => Err(no_content_method()),
+            (Some(true), _) => Ok(()),
+            (Some(false), input) => self.open_channel(channel, input, out).await,
+            (None, Input::Header(_) | Input::Body(_)) => Err(no_content_method()),
         }
     }
 
-    fn open_channel(&mut self, channel: u16, method: Method) -> Result<Option<Method>, AmqpError> {
+    async fn open_channel(
+        &mut self,
+        channel: u16,
+        input: Input,
+        out: &mut Vec<Out>,
+    ) -> Result<(), AmqpError> {
+        let method = match input {
+            Input::Method(method) => method,
+            content => return self.messaging(channel, content, out).await,
+        };
         match method {
             Method::ChannelOpen(_) => {
                 Err(AmqpError::channel_error("second 'channel.open' seen").on_method(&method))
             }
             Method::ChannelFlow(flow) if flow.active => {
-                Ok(Some(Method::ChannelFlowOk(ChannelFlowOk { active: true })))
+                out.push(Out::Method(
+                    channel,
+                    Method::ChannelFlowOk(ChannelFlowOk { active: true }),
+                ));
+                Ok(())
             }
             // RabbitMQ dropped flow control by channel.flow long ago.
             Method::ChannelFlow(_) => {
                 Err(AmqpError::not_implemented("active=false").on_method(&method))
             }
             Method::ChannelClose(_) => {
-                self.channels.remove(&channel);
-                Ok(Some(Method::ChannelCloseOk(ChannelCloseOk)))
+                if let Some(mut ch) = self.channels.remove(&channel) {
+                    if let Some(session) = &self.session {
+                        ch.release(session).await;
+                    }
+                }
+                out.push(Out::Method(channel, Method::ChannelCloseOk(ChannelCloseOk)));
+                Ok(())
             }
             Method::ChannelCloseOk(_) | Method::ChannelFlowOk(_) => {
                 Err(AmqpError::command_invalid("unimplemented method").on_method(&method))
             }
-            other => Err(not_implemented_yet(&other)),
+            other => self.messaging(channel, Input::Method(other), out).await,
         }
     }
-}
 
-/// Every method of the exchange, queue, basic, tx and confirm classes until messaging lands.
-/// This is the single place the next issue replaces with the real handlers.
-fn not_implemented_yet(method: &Method) -> AmqpError {
-    AmqpError::not_implemented(format!("{} not implemented", method.name())).on_method(method)
+    async fn messaging(
+        &mut self,
+        channel: u16,
+        input: Input,
+        out: &mut Vec<Out>,
+    ) -> Result<(), AmqpError> {
+        let (Some(ch), Some(session)) = (self.channels.get_mut(&channel), self.session.as_mut())
+        else {
+            return Err(AmqpError::internal_error("channel without a vhost"));
+        };
+        methods::handle(ch, session, input, out).await
+    }
+
+    /// Deliveries from queues: each gets the next delivery tag of its channel and, when it
+    /// must be acknowledged, a place in the unacked map. A delivery for a consumer that was
+    /// cancelled meanwhile goes back to its queue; one for a channel that is gone is dropped
+    /// (closing the channel told the queue to requeue it). A consumer being cancelled still
+    /// gets what the queue sent it before the cancel.
+    pub async fn deliver(&mut self, batch: Vec<Outgoing>, out: &mut Vec<Out>) {
+        let backlog = self.session.as_ref().map(|s| Arc::clone(&s.backlog));
+        for o in batch {
+            if let (true, Some(backlog)) = (o.counted, &backlog) {
+                backlog.release();
+            }
+            let Some(ch) = self.channels.get_mut(&o.channel) else {
+                continue;
+            };
+            if ch.owner != o.owner || ch.closing {
+                continue;
+            }
+            if !ch.consumers.contains_key(&o.tag) && !ch.draining.contains(&o.tag) {
+                if let Some((q, position)) = o.ack {
+                    let requeue = Command::Requeue {
+                        owner: o.owner,
+                        positions: vec![position],
+                    };
+                    let _ = q.tx.send(requeue).await;
+                }
+                continue;
+            }
+            let tag = ch.next_tag();
+            if let Some(ack) = o.ack {
+                ch.unacked.insert(tag, ack);
+            }
+            let deliver = BasicDeliver {
+                consumer_tag: o.tag,
+                delivery_tag: tag,
+                redelivered: o.redelivered,
+                exchange: o.message.exchange.clone(),
+                routing_key: o.message.routing_key.clone(),
+            };
+            out.push(Out::Content {
+                channel: o.channel,
+                method: Method::BasicDeliver(deliver),
+                message: o.message,
+            });
+        }
+        if backlog.is_some_and(|b| b.take_starved()) {
+            for ch in self.channels.values() {
+                ch.wake_consumer_queues(|_| false).await;
+            }
+        }
+    }
+
+    /// The connection has taken the deliveries of just-cancelled consumers.
+    pub fn end_draining(&mut self) {
+        for ch in self.channels.values_mut() {
+            ch.draining.clear();
+        }
+    }
+
+    /// A queue went away under a consumer: forget it and, if the client has the
+    /// `consumer_cancel_notify` capability, send it `basic.cancel`.
+    pub fn consumer_cancelled(
+        &mut self,
+        channel: u16,
+        owner: OwnerId,
+        tag: ShortStr,
+        out: &mut Vec<Out>,
+    ) {
+        let notify = self.session.as_ref().is_some_and(|s| s.cancel_notify);
+        let Some(ch) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if ch.owner != owner || ch.closing || ch.consumers.remove(&tag).is_none() {
+            return;
+        }
+        if notify {
+            out.push(Out::Method(
+                channel,
+                Method::BasicCancel(BasicCancel {
+                    consumer_tag: tag,
+                    no_wait: true,
+                }),
+            ));
+        }
+    }
+
+    /// The connection is ending: every channel releases what it held (unacknowledged messages
+    /// are requeued), then the connection's exclusive queues are deleted.
+    pub async fn close_all(&mut self) {
+        self.send_held().await;
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        for (_, mut ch) in self.channels.drain() {
+            if !ch.closing {
+                ch.release(session).await;
+            }
+        }
+        session.delete_exclusive_queues().await;
+    }
 }
 
 /// A content header or body with no content-carrying method before it (RabbitMQ's text).
@@ -157,9 +337,36 @@ fn no_content_method() -> AmqpError {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use crate::broker::registry::Registry;
     use crate::protocol::{ChannelFlow, ChannelOpen, ReplyCode};
+
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn table(channel_max: u16) -> ChannelTable {
+        let mut t = ChannelTable::new(channel_max);
+        let (events, _) = tokio::sync::mpsc::unbounded_channel();
+        t.attach(Session::new(Registry::new("/"), events, 1 << 20, true));
+        t
+    }
+
+    /// Feeds one frame and returns the one method it answered, if any.
+    fn h(t: &mut ChannelTable, channel: u16, input: Input) -> Result<Option<Method>, AmqpError> {
+        let mut out = Vec::new();
+        block(t.handle(channel, input, &mut out))?;
+        assert!(out.len() <= 1, "{out:?}");
+        Ok(out.pop().map(|o| match o {
+            Out::Method(_, m) => m,
+            other => panic!("unexpected {other:?}"),
+        }))
+    }
 
     fn open() -> Input {
         Input::Method(Method::ChannelOpen(ChannelOpen))
@@ -175,7 +382,7 @@ mod tests {
     }
 
     fn err(table: &mut ChannelTable, channel: u16, input: Input) -> (u16, String, u16, u16) {
-        let e = table.handle(channel, input).unwrap_err();
+        let e = h(table, channel, input).unwrap_err();
         (
             e.code.code(),
             e.reply_text().as_str().to_owned(),
@@ -186,24 +393,24 @@ mod tests {
 
     #[test]
     fn open_close_and_reuse() {
-        let mut t = ChannelTable::new(10);
+        let mut t = table(10);
         assert_eq!(
-            t.handle(1, open()).unwrap(),
+            h(&mut t, 1, open()).unwrap(),
             Some(Method::ChannelOpenOk(ChannelOpenOk))
         );
         assert_eq!(t.len(), 1);
         assert_eq!(
-            t.handle(1, close()).unwrap(),
+            h(&mut t, 1, close()).unwrap(),
             Some(Method::ChannelCloseOk(ChannelCloseOk))
         );
         assert!(t.is_empty());
-        assert!(t.handle(1, open()).unwrap().is_some());
-        assert!(t.handle(10, open()).unwrap().is_some());
+        assert!(h(&mut t, 1, open()).unwrap().is_some());
+        assert!(h(&mut t, 10, open()).unwrap().is_some());
     }
 
     #[test]
     fn rabbitmq_errors() {
-        let mut t = ChannelTable::new(10);
+        let mut t = table(10);
         assert_eq!(
             err(&mut t, 11, open()),
             (
@@ -223,7 +430,7 @@ mod tests {
                 40
             )
         );
-        t.handle(1, open()).unwrap();
+        h(&mut t, 1, open()).unwrap();
         assert_eq!(
             err(&mut t, 1, open()),
             (
@@ -235,7 +442,7 @@ mod tests {
         );
         let flow = |active| Input::Method(Method::ChannelFlow(ChannelFlow { active }));
         assert_eq!(
-            t.handle(1, flow(true)).unwrap(),
+            h(&mut t, 1, flow(true)).unwrap(),
             Some(Method::ChannelFlowOk(ChannelFlowOk { active: true }))
         );
         assert_eq!(
@@ -263,21 +470,25 @@ mod tests {
 
     #[test]
     fn a_closing_channel_ignores_all_but_close_and_close_ok() {
-        let mut t = ChannelTable::new(10);
-        t.handle(1, open()).unwrap();
-        t.channels.insert(1, State::Closing);
-        assert_eq!(t.handle(1, open()).unwrap(), None);
-        assert_eq!(t.handle(1, Input::Body(Bytes::new())).unwrap(), None);
+        let mut t = table(10);
+        h(&mut t, 1, open()).unwrap();
+        t.channels.get_mut(&1).unwrap().closing = true;
+        assert_eq!(h(&mut t, 1, open()).unwrap(), None);
+        assert_eq!(h(&mut t, 1, Input::Body(Bytes::new())).unwrap(), None);
         assert_eq!(
-            t.handle(1, Input::Method(Method::ChannelCloseOk(ChannelCloseOk)))
-                .unwrap(),
+            h(
+                &mut t,
+                1,
+                Input::Method(Method::ChannelCloseOk(ChannelCloseOk))
+            )
+            .unwrap(),
             None
         );
         assert!(t.is_empty());
-        t.handle(1, open()).unwrap();
-        t.channels.insert(1, State::Closing);
+        h(&mut t, 1, open()).unwrap();
+        t.channels.get_mut(&1).unwrap().closing = true;
         assert_eq!(
-            t.handle(1, close()).unwrap(),
+            h(&mut t, 1, close()).unwrap(),
             Some(Method::ChannelCloseOk(ChannelCloseOk))
         );
         assert!(t.is_empty());
@@ -285,22 +496,24 @@ mod tests {
 
     #[test]
     fn a_channel_error_closes_only_the_channel() {
-        let mut t = ChannelTable::new(10);
-        t.handle(1, open()).unwrap();
-        t.handle(2, open()).unwrap();
-        let reply = t
-            .settle(1, Err(AmqpError::access_refused("denied").on(50, 10)))
-            .unwrap();
+        let mut t = table(10);
+        h(&mut t, 1, open()).unwrap();
+        h(&mut t, 2, open()).unwrap();
+        let mut out = Vec::new();
+        block(t.fail(1, AmqpError::access_refused("denied").on(50, 10), &mut out));
+        let Some(Out::Method(1, reply)) = out.pop() else {
+            panic!("no close")
+        };
         assert_eq!(
             reply,
-            Some(Method::ChannelClose(ChannelClose {
+            (Method::ChannelClose(ChannelClose {
                 reply_code: ReplyCode::ACCESS_REFUSED.code(),
                 reply_text: "ACCESS_REFUSED - denied".into(),
                 class_id: 50,
                 method_id: 10,
             }))
         );
-        assert_eq!(t.channels.get(&1), Some(&State::Closing));
-        assert_eq!(t.channels.get(&2), Some(&State::Open));
+        assert!(t.channels[&1].closing);
+        assert!(!t.channels[&2].closing);
     }
 }

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tracing::{error, info, warn};
 
@@ -14,7 +15,8 @@ use super::handshake::read_end;
 use super::reader::{ReadError, Reader};
 use super::writer::Writer;
 use super::Context;
-use crate::channel::{ChannelTable, Input};
+use crate::broker::queue::ConnEvent;
+use crate::channel::{ChannelTable, Input, Out};
 use crate::error::AmqpError;
 use crate::protocol::{ConnectionClose, ConnectionCloseOk, Frame, Method};
 
@@ -48,8 +50,24 @@ pub(super) struct Connection {
     pub(super) vhost: Option<String>,
     pub(super) name: Option<String>,
     pub(super) heartbeat: u16,
+    pub(super) frame_max: u32,
     pub(super) channels: ChannelTable,
+    /// Deliveries and consumer cancellations from queues; the sender goes to the channels'
+    /// session at open-ok.
+    pub(super) events_tx: mpsc::UnboundedSender<ConnEvent>,
+    events: mpsc::UnboundedReceiver<ConnEvent>,
+    /// The client has the `consumer_cancel_notify` capability.
+    pub(super) cancel_notify: bool,
+    /// Replies and deliveries not yet handed to the writer. They are held while more frames
+    /// are already buffered, so that a burst is written at once and its confirms merge.
+    pending: Vec<Out>,
 }
+
+/// Most frames' worth of output held before writing.
+const PENDING_MAX: usize = 256;
+
+/// Most queue events handled before writing.
+const EVENT_BATCH: usize = 64;
 
 /// Serves one client until either side closes or the broker shuts down.
 pub(super) async fn run(
@@ -63,6 +81,7 @@ pub(super) async fn run(
     let (read_half, write_half) = stream.into_split();
     let (writer, writer_task) = Writer::spawn(write_half);
     let handshake_timeout = ctx.config.handshake_timeout();
+    let (events_tx, events) = mpsc::unbounded_channel();
     let mut conn = Connection {
         peer,
         ctx,
@@ -72,7 +91,12 @@ pub(super) async fn run(
         vhost: None,
         name: None,
         heartbeat: 0,
+        frame_max: 0,
         channels: ChannelTable::new(0),
+        events_tx,
+        events,
+        cancel_notify: false,
+        pending: Vec::new(),
     };
     let handshake = tokio::select! {
         result = timeout(handshake_timeout, conn.handshake()) => result,
@@ -86,6 +110,8 @@ pub(super) async fn run(
         Ok(Err(end)) => end,
         Ok(Ok(())) => conn.serve(&mut shutdown).await,
     };
+    // Unacknowledged messages go back to their queues before the client hears the close.
+    conn.channels.close_all().await;
     let reason = conn.finish(end).await;
     let Connection {
         writer,
@@ -135,17 +161,23 @@ impl Connection {
     /// The running connection: frames until something ends it.
     async fn serve(&mut self, shutdown: &mut watch::Receiver<bool>) -> End {
         let silence_limit = Duration::from_secs(u64::from(self.heartbeat) * 2);
+        // When we last waited on something other than the socket (a full queue mailbox): bytes
+        // the peer sent meanwhile are unread, not missing.
+        let mut busy_until = Instant::now();
         loop {
-            let deadline = (self.heartbeat > 0).then(|| self.reader.last_read() + silence_limit);
+            let quiet_since = self.reader.last_read().max(busy_until);
+            let deadline = (self.heartbeat > 0).then(|| quiet_since + silence_limit);
+            // Not biased: a client that publishes without pause must still get its deliveries,
+            // and one that is flooded with deliveries must still have its acks read.
             let frame = tokio::select! {
-                biased;
                 () = shutdown_signalled(shutdown) => {
                     return End::Close(AmqpError::connection_forced(
                         "broker forced connection closure with reason 'shutdown'",
                     ));
                 }
                 () = sleep_until_some(deadline) => {
-                    if Instant::now() >= self.reader.last_read() + silence_limit {
+                    let quiet_since = self.reader.last_read().max(busy_until);
+                    if Instant::now() >= quiet_since + silence_limit {
                         let message = missed_heartbeats_message(self.heartbeat);
                         error!(peer = %self.peer, "{message}");
                         return End::Drop(message);
@@ -153,6 +185,12 @@ impl Connection {
                     continue;
                 }
                 frame = self.reader.next_frame() => frame,
+                Some(event) = self.events.recv() => {
+                    if let Err(end) = self.on_events(event).await {
+                        return end;
+                    }
+                    continue;
+                }
             };
             let result = match frame {
                 Ok(frame) => self.dispatch(frame).await,
@@ -161,6 +199,7 @@ impl Connection {
             if let Err(end) = result {
                 return end;
             }
+            busy_until = Instant::now();
         }
     }
 
@@ -176,6 +215,8 @@ impl Connection {
                 channel: 0,
                 method: Method::ConnectionClose(close),
             } => {
+                self.flush().await?;
+                self.channels.close_all().await;
                 self.send(0, &Method::ConnectionCloseOk(ConnectionCloseOk))
                     .await?;
                 return Err(End::ClientClosed(close.reply_text.as_str().to_owned()));
@@ -195,11 +236,78 @@ impl Connection {
             Frame::Header { channel, header } => (channel, Input::Header(Box::new(header))),
             Frame::Body { channel, payload } => (channel, Input::Body(payload)),
         };
-        match self.channels.handle(channel, input) {
-            Ok(Some(reply)) => self.send(channel, &reply).await,
-            Ok(None) => Ok(()),
-            Err(error) => Err(End::Close(error)),
+        let cancel = matches!(input, Input::Method(Method::BasicCancel(_)));
+        let mark = self.pending.len();
+        let result = self
+            .channels
+            .handle(channel, input, &mut self.pending)
+            .await;
+        if cancel {
+            // Deliveries the queue made before it dropped the consumer are already in our
+            // inbox: they go out before cancel-ok, as RabbitMQ sends them.
+            let reply = self.pending.split_off(mark);
+            while let Ok(event) = self.events.try_recv() {
+                self.apply_event(event).await;
+            }
+            self.channels.end_draining();
+            self.pending.extend(reply);
         }
+        if result.is_err()
+            || !self.reader.frame_ready()
+            || self.pending.len() >= PENDING_MAX
+            || self.channels.held_count() >= PENDING_MAX
+        {
+            self.flush().await?;
+        }
+        result.map_err(End::Close)
+    }
+
+    /// Deliveries and cancellations from queues, as many as are waiting (up to a batch),
+    /// written at once.
+    async fn on_events(&mut self, first: ConnEvent) -> Result<(), End> {
+        // Appended after any pending replies, so a consume-ok precedes its first delivery.
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(event) = next.take() {
+            self.apply_event(event).await;
+            taken += 1;
+            if taken < EVENT_BATCH {
+                next = self.events.try_recv().ok();
+            }
+        }
+        self.flush().await
+    }
+
+    async fn apply_event(&mut self, event: ConnEvent) {
+        match event {
+            ConnEvent::Deliver(batch) => self.channels.deliver(batch, &mut self.pending).await,
+            ConnEvent::Cancelled {
+                channel,
+                owner,
+                tag,
+            } => self
+                .channels
+                .consumer_cancelled(channel, owner, tag, &mut self.pending),
+        }
+    }
+
+    /// Encodes what the channels produced and hands it to the writer in one piece; publisher
+    /// confirms for consecutive sequence numbers become one `basic.ack multiple=true`.
+    async fn flush(&mut self) -> Result<(), End> {
+        // Confirms in `pending` promise the messages are in their queues.
+        self.channels.send_held().await;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let out = merge_confirms(std::mem::take(&mut self.pending));
+        let mut buf = BytesMut::new();
+        for o in &out {
+            o.encode(self.frame_max, &mut buf);
+        }
+        self.writer
+            .send_bytes(buf.freeze())
+            .await
+            .map_err(|_| End::Drop("socket closed while writing".into()))
     }
 
     /// Carries out `end` and returns the reason to log.
@@ -266,6 +374,27 @@ impl Connection {
     }
 }
 
+/// Merges runs of confirms (server-sent `basic.ack`s) on one channel whose sequence numbers
+/// follow each other: the last one with `multiple=true` acknowledges them all.
+fn merge_confirms(out: Vec<Out>) -> Vec<Out> {
+    let mut merged: Vec<Out> = Vec::with_capacity(out.len());
+    for o in out {
+        if let (
+            Out::Method(channel, Method::BasicAck(ack)),
+            Some(Out::Method(last_channel, Method::BasicAck(last))),
+        ) = (&o, merged.last_mut())
+        {
+            if channel == last_channel && ack.delivery_tag == last.delivery_tag + 1 {
+                last.delivery_tag = ack.delivery_tag;
+                last.multiple = true;
+                continue;
+            }
+        }
+        merged.push(o);
+    }
+    merged
+}
+
 async fn sleep_until_some(deadline: Option<Instant>) {
     match deadline {
         Some(at) => sleep_until(at).await,
@@ -276,6 +405,35 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consecutive_confirms_merge() {
+        use crate::protocol::BasicAck;
+        let confirm = |channel, tag| {
+            Out::Method(
+                channel,
+                Method::BasicAck(BasicAck {
+                    delivery_tag: tag,
+                    multiple: false,
+                }),
+            )
+        };
+        let merged = merge_confirms(vec![
+            confirm(1, 1),
+            confirm(1, 2),
+            confirm(1, 3),
+            confirm(2, 1),
+            confirm(1, 5),
+        ]);
+        let acks: Vec<(u16, u64, bool)> = merged
+            .iter()
+            .map(|o| match o {
+                Out::Method(c, Method::BasicAck(a)) => (*c, a.delivery_tag, a.multiple),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(acks, [(1, 3, true), (2, 1, false), (1, 5, false)]);
+    }
 
     #[test]
     fn missed_heartbeats_log_line_is_rabbitmqs() {

@@ -75,7 +75,18 @@ pub fn negotiate(config: &Config, ok: &ConnectionTuneOk) -> Result<Tuned, AmqpEr
 /// capabilities advertise only what works today.
 pub fn server_properties() -> FieldTable {
     let mut capabilities = FieldTable::new();
-    capabilities.insert("authentication_failure_close", true);
+    for capability in [
+        "authentication_failure_close",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "consumer_priorities",
+        "direct_reply_to",
+        "exchange_exchange_bindings",
+        "per_consumer_qos",
+        "publisher_confirms",
+    ] {
+        capabilities.insert(capability, true);
+    }
     let mut props = FieldTable::new();
     props.insert("capabilities", capabilities);
     props.insert("cluster_name", "warren");
@@ -92,10 +103,14 @@ pub fn server_properties() -> FieldTable {
 
 /// Whether the client asked to be told about a refused login with a `connection.close`.
 pub fn wants_auth_failure_close(client_properties: &FieldTable) -> bool {
+    has_capability(client_properties, "authentication_failure_close")
+}
+
+/// Whether the client's `capabilities` table has `name` set to true.
+pub fn has_capability(client_properties: &FieldTable, name: &str) -> bool {
     matches!(
         client_properties.get("capabilities"),
-        Some(FieldValue::Table(caps))
-            if matches!(caps.get("authentication_failure_close"), Some(FieldValue::Bool(true)))
+        Some(FieldValue::Table(caps)) if matches!(caps.get(name), Some(FieldValue::Bool(true)))
     )
 }
 
@@ -151,6 +166,7 @@ impl Connection {
             Err(ReadError::Frame(e)) => return Err(End::Refuse(e.to_string())),
             Err(e) => return Err(read_end(e)),
         };
+        self.cancel_notify = has_capability(&start_ok.client_properties, "consumer_cancel_notify");
         self.authenticate(&start_ok)?;
 
         let tune = ConnectionTune {
@@ -165,6 +181,7 @@ impl Connection {
         };
         let tuned = negotiate(&self.ctx.config, &tune_ok).map_err(End::Close)?;
         self.reader.set_frame_max(tuned.frame_max);
+        self.frame_max = tuned.frame_max;
         self.channels = crate::channel::ChannelTable::new(tuned.channel_max);
         self.heartbeat = tuned.heartbeat;
         if tuned.heartbeat > 0 {
@@ -184,6 +201,17 @@ impl Connection {
         if let Err(e) = self.ctx.broker.open_vhost(&user, &vhost) {
             return Err(End::Close(AmqpError::not_allowed(e.to_string()).on(10, 40)));
         }
+        let Some(registry) = self.ctx.broker.registry(&vhost) else {
+            return Err(End::Close(
+                AmqpError::not_allowed(format!("vhost {vhost} not found")).on(10, 40),
+            ));
+        };
+        self.channels.attach(crate::channel::Session::new(
+            registry,
+            self.events_tx.clone(),
+            self.ctx.config.max_message_size,
+            self.cancel_notify,
+        ));
         self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk))
             .await?;
         info!(
@@ -374,10 +402,21 @@ mod tests {
         let Some(FieldValue::Table(caps)) = props.get("capabilities") else {
             unreachable!()
         };
-        assert_eq!(caps.len(), 1);
+        let advertised: Vec<&str> = caps.iter().map(|(k, _)| k.as_str()).collect();
+        // connection.blocked is left out until memory and disk alarms exist.
         assert_eq!(
-            caps.get("authentication_failure_close"),
-            Some(&FieldValue::Bool(true))
+            advertised,
+            [
+                "authentication_failure_close",
+                "basic.nack",
+                "consumer_cancel_notify",
+                "consumer_priorities",
+                "direct_reply_to",
+                "exchange_exchange_bindings",
+                "per_consumer_qos",
+                "publisher_confirms",
+            ]
         );
+        assert!(caps.iter().all(|(_, v)| v == &FieldValue::Bool(true)));
     }
 }

@@ -49,6 +49,15 @@ impl Reader {
         self.last_read
     }
 
+    /// Whether a whole frame is already buffered, so `next_frame` will not wait on the socket.
+    pub fn frame_ready(&self) -> bool {
+        let Some(&[_, _, _, s1, s2, s3, s4]) = self.buf.get(..7) else {
+            return false;
+        };
+        let size = u32::from_be_bytes([s1, s2, s3, s4]) as usize;
+        self.buf.len() >= size.saturating_add(8)
+    }
+
     pub fn set_frame_max(&mut self, frame_max: u32) {
         self.decoder.set_frame_max(frame_max);
     }

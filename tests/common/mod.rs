@@ -11,8 +11,11 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use warren::config::Config;
 use warren::protocol::{
-    encode_method, ChannelFlow, ChannelOpen, ConnectionCloseOk, ConnectionOpen, ConnectionStartOk,
-    ConnectionTuneOk, FieldTable, Frame, FrameDecoder, Method, PROTOCOL_HEADER,
+    encode_body, encode_header, encode_method, BasicAck, BasicConsume, BasicGet, BasicProperties,
+    BasicPublish, BasicQos, ChannelCloseOk, ChannelFlow, ChannelOpen, ConnectionCloseOk,
+    ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, ContentHeader, ExchangeDeclare,
+    FieldTable, FieldValue, Frame, FrameDecoder, Method, QueueBind, QueueDeclare, QueueDeclareOk,
+    PROTOCOL_HEADER,
 };
 use warren::server::{Server, ServerHandle};
 
@@ -264,4 +267,256 @@ pub fn raw_frame(frame_type: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
     out.put_slice(payload);
     out.put_u8(0xCE);
     out.to_vec()
+}
+
+/// A content-carrying method as received: the method, the header's properties and the body.
+#[derive(Debug)]
+pub struct Content {
+    pub channel: u16,
+    pub method: Method,
+    pub properties: BasicProperties,
+    pub body: Bytes,
+    /// How many body frames carried it.
+    pub body_frames: usize,
+}
+
+impl RawClient {
+    /// Like `open`, with the `consumer_cancel_notify` capability set or not.
+    pub async fn open_caps(addr: SocketAddr, name: &str, cancel_notify: bool) -> RawClient {
+        let mut c = RawClient::connect(addr).await;
+        c.send_raw(&PROTOCOL_HEADER).await;
+        c.expect_method("connection.start").await;
+        let mut props = client_properties(name, true);
+        if let Some(FieldValue::Table(caps)) = props.get("capabilities").cloned() {
+            let mut caps = caps;
+            caps.insert("consumer_cancel_notify", cancel_notify);
+            props.insert("capabilities", caps);
+        }
+        c.send_method(
+            0,
+            &Method::ConnectionStartOk(ConnectionStartOk {
+                client_properties: props,
+                mechanism: "PLAIN".into(),
+                response: plain_response("guest", "guest"),
+                locale: "en_US".into(),
+            }),
+        )
+        .await;
+        c.expect_method("connection.tune").await;
+        c.send_method(0, &tune_ok(2047, 131_072, 0)).await;
+        c.send_method(0, &open_vhost("/")).await;
+        c.expect_method("connection.open-ok").await;
+        c
+    }
+
+    /// Sends a method and returns the next method received (any channel).
+    pub async fn call(&mut self, channel: u16, method: Method) -> Method {
+        self.send_method(channel, &method).await;
+        self.next_method().await.1
+    }
+
+    /// Sends a method and expects a reply named `name` on the same channel.
+    pub async fn ok(&mut self, channel: u16, method: Method, name: &str) -> Method {
+        self.send_method(channel, &method).await;
+        let (ch, reply) = self.expect_method(name).await;
+        assert_eq!(ch, channel);
+        reply
+    }
+
+    /// Sends a method and expects the channel to be closed with an error, which it returns
+    /// after answering close-ok.
+    pub async fn fails(&mut self, channel: u16, method: Method) -> Close {
+        self.send_method(channel, &method).await;
+        self.expect_channel_close(channel).await
+    }
+
+    /// Expects channel.close on `channel` (skipping nothing), answers close-ok.
+    pub async fn expect_channel_close(&mut self, channel: u16) -> Close {
+        let (ch, method) = self.next_method().await;
+        let Method::ChannelClose(close) = method else {
+            panic!("expected channel.close, got {method:?}");
+        };
+        assert_eq!(ch, channel);
+        self.send_method(channel, &Method::ChannelCloseOk(ChannelCloseOk))
+            .await;
+        Close {
+            code: close.reply_code,
+            text: close.reply_text.as_str().to_owned(),
+            class_id: close.class_id,
+            method_id: close.method_id,
+        }
+    }
+
+    /// basic.publish + header + body (in frames of at most `frame_max` octets of payload).
+    pub async fn publish_with(
+        &mut self,
+        channel: u16,
+        publish: BasicPublish,
+        properties: BasicProperties,
+        body: &[u8],
+    ) {
+        let mut out = BytesMut::new();
+        encode_method(channel, &Method::BasicPublish(publish), &mut out);
+        let header = ContentHeader {
+            class_id: 60,
+            body_size: body.len() as u64,
+            properties,
+        };
+        encode_header(channel, &header, &mut out);
+        encode_body(channel, body, 131_072, &mut out);
+        self.send_raw(&out).await;
+    }
+
+    pub async fn publish(&mut self, channel: u16, exchange: &str, routing_key: &str, body: &[u8]) {
+        self.publish_with(
+            channel,
+            publish(exchange, routing_key, false),
+            BasicProperties::default(),
+            body,
+        )
+        .await;
+    }
+
+    /// The next content-carrying method with its header and body.
+    pub async fn next_content(&mut self) -> Content {
+        let (channel, method) = self.next_method().await;
+        assert!(method.has_content(), "expected content, got {method:?}");
+        let Some(Frame::Header { header, .. }) = self.next_frame().await else {
+            panic!("expected a content header");
+        };
+        let mut body = BytesMut::new();
+        let mut body_frames = 0;
+        while (body.len() as u64) < header.body_size {
+            let Some(Frame::Body { payload, .. }) = self.next_frame().await else {
+                panic!("expected a body frame");
+            };
+            body.extend_from_slice(&payload);
+            body_frames += 1;
+        }
+        Content {
+            channel,
+            method,
+            properties: header.properties,
+            body: body.freeze(),
+            body_frames,
+        }
+    }
+
+    /// The next basic.deliver: (consumer tag, delivery tag, redelivered, body).
+    pub async fn next_delivery(&mut self) -> (String, u64, bool, Bytes) {
+        let c = self.next_content().await;
+        let Method::BasicDeliver(d) = c.method else {
+            panic!("expected basic.deliver, got {:?}", c.method);
+        };
+        (
+            d.consumer_tag.as_str().to_owned(),
+            d.delivery_tag,
+            d.redelivered,
+            c.body,
+        )
+    }
+
+    /// Expects nothing but heartbeats for `period`.
+    pub async fn expect_quiet(&mut self, period: Duration) {
+        self.expect_open_for(period).await;
+    }
+
+    pub async fn declare_queue(&mut self, channel: u16, name: &str) -> QueueDeclareOk {
+        let Method::QueueDeclareOk(ok) = self
+            .ok(channel, queue_declare(name), "queue.declare-ok")
+            .await
+        else {
+            unreachable!()
+        };
+        ok
+    }
+
+    /// Consumes from `queue` with `tag`; returns the tag from consume-ok.
+    pub async fn consume(&mut self, channel: u16, queue: &str, tag: &str, no_ack: bool) -> String {
+        let Method::BasicConsumeOk(ok) = self
+            .ok(channel, consume(queue, tag, no_ack), "basic.consume-ok")
+            .await
+        else {
+            unreachable!()
+        };
+        ok.consumer_tag.as_str().to_owned()
+    }
+}
+
+pub fn publish(exchange: &str, routing_key: &str, mandatory: bool) -> BasicPublish {
+    BasicPublish {
+        exchange: exchange.into(),
+        routing_key: routing_key.into(),
+        mandatory,
+        immediate: false,
+    }
+}
+
+pub fn queue_declare(name: &str) -> Method {
+    Method::QueueDeclare(QueueDeclare {
+        queue: name.into(),
+        passive: false,
+        durable: false,
+        exclusive: false,
+        auto_delete: false,
+        no_wait: false,
+        arguments: FieldTable::new(),
+    })
+}
+
+pub fn exchange_declare(name: &str, kind: &str) -> Method {
+    Method::ExchangeDeclare(ExchangeDeclare {
+        exchange: name.into(),
+        kind: kind.into(),
+        passive: false,
+        durable: false,
+        auto_delete: false,
+        internal: false,
+        no_wait: false,
+        arguments: FieldTable::new(),
+    })
+}
+
+pub fn queue_bind(queue: &str, exchange: &str, key: &str) -> Method {
+    Method::QueueBind(QueueBind {
+        queue: queue.into(),
+        exchange: exchange.into(),
+        routing_key: key.into(),
+        no_wait: false,
+        arguments: FieldTable::new(),
+    })
+}
+
+pub fn consume(queue: &str, tag: &str, no_ack: bool) -> Method {
+    Method::BasicConsume(BasicConsume {
+        queue: queue.into(),
+        consumer_tag: tag.into(),
+        no_local: false,
+        no_ack,
+        exclusive: false,
+        no_wait: false,
+        arguments: FieldTable::new(),
+    })
+}
+
+pub fn ack(tag: u64, multiple: bool) -> Method {
+    Method::BasicAck(BasicAck {
+        delivery_tag: tag,
+        multiple,
+    })
+}
+
+pub fn qos(count: u16, global: bool) -> Method {
+    Method::BasicQos(BasicQos {
+        prefetch_size: 0,
+        prefetch_count: count,
+        global,
+    })
+}
+
+pub fn get(queue: &str, no_ack: bool) -> Method {
+    Method::BasicGet(BasicGet {
+        queue: queue.into(),
+        no_ack,
+    })
 }

@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::limit::ChannelLimit;
+use super::limit::{Backlog, ChannelLimit};
 use super::state::OwnerId;
 
 /// Unique among the consumers of the broker (the channel that made it maps it to its tag).
@@ -23,6 +23,8 @@ pub struct ConsumerSpec {
     pub priority: i32,
     /// Channel-wide prefetch (`basic.qos` `global=true`), if the channel set one.
     pub channel_limit: Option<Arc<ChannelLimit>>,
+    /// The consumer's connection's backlog of unwritten deliveries, if it keeps one.
+    pub backlog: Option<Arc<Backlog>>,
 }
 
 #[derive(Debug)]
@@ -100,6 +102,10 @@ impl Consumers {
                 if !consumer.has_own_credit() {
                     continue;
                 }
+                let backlog = consumer.spec.backlog.as_ref();
+                if !backlog.is_none_or(|b| b.try_acquire()) {
+                    continue;
+                }
                 let channel_ok = consumer.spec.no_ack
                     || consumer
                         .spec
@@ -107,6 +113,9 @@ impl Consumers {
                         .as_ref()
                         .is_none_or(|limit| limit.try_acquire());
                 if !channel_ok {
+                    if let Some(b) = backlog {
+                        b.release();
+                    }
                     continue;
                 }
                 queue.remove(at);

@@ -5,10 +5,12 @@
 mod consumers;
 mod limit;
 mod state;
+mod task;
 
 pub use consumers::{ConsumerId, ConsumerSpec};
-pub use limit::ChannelLimit;
+pub use limit::{Backlog, ChannelLimit};
 pub use state::{Delivery, Entry, OwnerId, Position, QueueState};
+pub use task::{spawn, Command, ConnEvent, Outgoing, QueueRef, QueueShared, Sink, MAILBOX};
 
 #[cfg(test)]
 mod model_tests;

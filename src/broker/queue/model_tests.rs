@@ -174,6 +174,7 @@ fn run(ops: Vec<Op>) {
                     prefetch,
                     priority,
                     channel_limit: limits.get(&owner).cloned(),
+                    backlog: None,
                 });
                 model.consumers.insert(
                     id,
@@ -351,6 +352,7 @@ fn equal_priorities_share_round_robin() {
             prefetch: 0,
             priority: 0,
             channel_limit: None,
+            backlog: None,
         });
     }
     let mut out = Vec::new();
@@ -372,6 +374,7 @@ fn lower_priority_gets_messages_only_while_higher_is_blocked() {
         prefetch,
         priority,
         channel_limit: None,
+        backlog: None,
     };
     queue.add_consumer(spec(1, 0, 0));
     queue.add_consumer(spec(2, 2, 10));
@@ -394,4 +397,54 @@ fn requeued_message_returns_to_its_place_marked_redelivered() {
     assert_eq!(again.position, first.position);
     assert!(again.redelivered);
     assert_eq!(remaining, 2);
+}
+
+#[test]
+fn a_consumer_whose_connection_is_backed_up_is_skipped() {
+    let mut queue = QueueState::new();
+    for i in 0..4 {
+        queue.publish(message(i));
+    }
+    let backlog = Arc::new(Backlog::new(1));
+    for id in 0..2 {
+        queue.add_consumer(ConsumerSpec {
+            id,
+            owner: id,
+            no_ack: true,
+            prefetch: 0,
+            priority: 0,
+            channel_limit: None,
+            backlog: (id == 0).then(|| Arc::clone(&backlog)),
+        });
+    }
+    let mut out = Vec::new();
+    queue.dispatch(usize::MAX, &mut out);
+    let order: Vec<u64> = out.iter().map(|d| d.consumer.unwrap()).collect();
+    assert_eq!(order, [0, 1, 1, 1]);
+    assert!(backlog.take_starved());
+}
+
+#[test]
+fn releasing_everything_gives_back_channel_credit() {
+    let mut queue = QueueState::new();
+    for i in 0..3 {
+        queue.publish(message(i));
+    }
+    let limit = Arc::new(ChannelLimit::new(2));
+    queue.add_consumer(ConsumerSpec {
+        id: 1,
+        owner: 1,
+        no_ack: false,
+        prefetch: 0,
+        priority: 0,
+        channel_limit: Some(Arc::clone(&limit)),
+        backlog: None,
+    });
+    let mut out = Vec::new();
+    assert_eq!(queue.dispatch(usize::MAX, &mut out), 2);
+    assert_eq!(limit.in_flight(), 2);
+    queue.release_all();
+    assert_eq!(limit.in_flight(), 0);
+    assert_eq!(queue.unacked_count(), 0);
+    assert_eq!(queue.ready_count(), 1);
 }

@@ -165,6 +165,16 @@ impl QueueState {
         count
     }
 
+    /// The queue is going away: drops what is unacknowledged and gives back the channel-wide
+    /// credit it held, since the channels' later acks will find no queue.
+    pub fn release_all(&mut self) {
+        for (_, unacked) in self.unacked.drain() {
+            if let Some(limit) = &unacked.channel_limit {
+                limit.release();
+            }
+        }
+    }
+
     pub fn ready_count(&self) -> usize {
         self.ready.len()
     }

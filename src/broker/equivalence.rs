@@ -1,0 +1,147 @@
+//! RabbitMQ's redeclaration checks (`rabbit_misc:assert_field_equivalence` and
+//! `assert_args_equivalence`) and their exact 406 texts.
+
+use crate::error::AmqpError;
+use crate::protocol::{FieldTable, FieldValue};
+
+/// "exchange 'x' in vhost '/'": RabbitMQ's `rabbit_misc:rs/1`.
+pub fn resource(kind: &str, name: &str, vhost: &str) -> String {
+    format!("{kind} '{name}' in vhost '{vhost}'")
+}
+
+/// A flag or type that must match: "received 'true' but current is 'false'".
+pub fn field(
+    key: &str,
+    current: impl std::fmt::Display,
+    requested: impl std::fmt::Display,
+    resource: &str,
+) -> Result<(), AmqpError> {
+    let (current, requested) = (current.to_string(), requested.to_string());
+    if current == requested {
+        return Ok(());
+    }
+    Err(fail(
+        key,
+        resource,
+        &format!("'{requested}'"),
+        &format!("'{current}'"),
+    ))
+}
+
+/// Compares the arguments named in `keys` the way RabbitMQ does: integers of any width are
+/// one type class, so `10` as a short equals `10` as a long.
+pub fn args(
+    current: &FieldTable,
+    requested: &FieldTable,
+    keys: &[&str],
+    resource: &str,
+) -> Result<(), AmqpError> {
+    for key in keys {
+        let (c, r) = (current.get(key), requested.get(key));
+        let same = match (c, r) {
+            (None, None) => true,
+            (Some(c), Some(r)) => match (as_int(c), as_int(r)) {
+                (Some(a), Some(b)) => a == b,
+                _ => c == r,
+            },
+            _ => false,
+        };
+        if !same {
+            return Err(fail(key, resource, &describe(r), &describe(c)));
+        }
+    }
+    Ok(())
+}
+
+fn fail(key: &str, resource: &str, requested: &str, current: &str) -> AmqpError {
+    AmqpError::new(
+        crate::protocol::ReplyCode::PRECONDITION_FAILED,
+        format!("inequivalent arg '{key}' for {resource}: received {requested} but current is {current}"),
+    )
+}
+
+fn as_int(v: &FieldValue) -> Option<i128> {
+    Some(match v {
+        FieldValue::I8(n) => (*n).into(),
+        FieldValue::U8(n) => (*n).into(),
+        FieldValue::I16(n) => (*n).into(),
+        FieldValue::U16(n) => (*n).into(),
+        FieldValue::I32(n) => (*n).into(),
+        FieldValue::U32(n) => (*n).into(),
+        FieldValue::I64(n) => (*n).into(),
+        _ => return None,
+    })
+}
+
+/// RabbitMQ's `val/1`: "none" or "the value '10' of type 'long'".
+fn describe(v: Option<&FieldValue>) -> String {
+    let Some(v) = v else {
+        return "none".to_owned();
+    };
+    let value = match v {
+        FieldValue::Bool(b) => b.to_string(),
+        FieldValue::I8(n) => n.to_string(),
+        FieldValue::U8(n) => n.to_string(),
+        FieldValue::I16(n) => n.to_string(),
+        FieldValue::U16(n) => n.to_string(),
+        FieldValue::I32(n) => n.to_string(),
+        FieldValue::U32(n) => n.to_string(),
+        FieldValue::I64(n) => n.to_string(),
+        FieldValue::F32(n) => n.to_string(),
+        FieldValue::F64(n) => n.to_string(),
+        FieldValue::LongStr(s) | FieldValue::ByteArray(s) => {
+            String::from_utf8_lossy(s).into_owned()
+        }
+        FieldValue::Timestamp(n) => n.to_string(),
+        other => format!("{other:?}"),
+    };
+    let kind = type_name(v);
+    format!("the value '{value}' of type '{kind}'")
+}
+
+/// RabbitMQ's name of a field type, as its error texts show it.
+pub fn type_name(v: &FieldValue) -> &'static str {
+    match v {
+        FieldValue::Bool(_) => "bool",
+        FieldValue::I8(_) => "byte",
+        FieldValue::U8(_) => "unsignedbyte",
+        FieldValue::I16(_) => "short",
+        FieldValue::U16(_) => "unsignedshort",
+        FieldValue::I32(_) => "signedint",
+        FieldValue::U32(_) => "unsignedint",
+        FieldValue::I64(_) => "long",
+        FieldValue::F32(_) => "float",
+        FieldValue::F64(_) => "double",
+        FieldValue::Decimal { .. } => "decimal",
+        FieldValue::LongStr(_) => "longstr",
+        FieldValue::ByteArray(_) => "binary",
+        FieldValue::Array(_) => "array",
+        FieldValue::Timestamp(_) => "timestamp",
+        FieldValue::Table(_) => "table",
+        FieldValue::Void => "void",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn rabbitmq_texts() {
+        let r = resource("exchange", "x", "/");
+        assert_eq!(
+            field("durable", false, true, &r).unwrap_err().text,
+            "inequivalent arg 'durable' for exchange 'x' in vhost '/': received 'true' but current is 'false'"
+        );
+        let mut a = FieldTable::new();
+        a.insert("x-max-length", FieldValue::I32(10));
+        let mut b = FieldTable::new();
+        b.insert("x-max-length", FieldValue::I64(10));
+        assert!(args(&a, &b, &["x-max-length"], &r).is_ok());
+        assert_eq!(
+            args(&FieldTable::new(), &b, &["x-max-length"], &r).unwrap_err().text,
+            "inequivalent arg 'x-max-length' for exchange 'x' in vhost '/': received the value '10' of type 'long' but current is none"
+        );
+    }
+}

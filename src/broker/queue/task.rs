@@ -1,0 +1,380 @@
+//! A queue as a tokio task: it owns a [`QueueState`] and serves a bounded mailbox. Commands are
+//! taken in batches (one wake-up handles everything waiting), then ready messages are handed to
+//! consumers with credit and sent to their connections, grouped per connection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::consumers::{ConsumerId, ConsumerSpec};
+use super::state::{Delivery, OwnerId, Position, QueueState};
+use crate::broker::message::Message;
+use crate::broker::registry::{QueueSpec, Registry};
+use crate::error::AmqpError;
+use crate::protocol::{FieldTable, ReplyCode, ShortStr};
+
+/// Commands waiting in a queue's mailbox; a full mailbox makes publishers wait (flow control).
+pub const MAILBOX: usize = 1024;
+/// Most commands handled, and most deliveries made, per wake-up.
+const BATCH: usize = 256;
+
+/// A queue as everyone else sees it: its fixed properties and its mailbox.
+#[derive(Debug)]
+pub struct QueueShared {
+    pub name: String,
+    /// Unique in the process: tells a queue from a later one with the same name.
+    pub id: u64,
+    pub durable: bool,
+    pub auto_delete: bool,
+    /// The connection that owns an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub arguments: FieldTable,
+    pub tx: mpsc::Sender<Command>,
+}
+
+pub type QueueRef = Arc<QueueShared>;
+
+/// Where a consumer's deliveries go: its connection, channel and tag.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    pub events: mpsc::UnboundedSender<ConnEvent>,
+    pub channel: u16,
+    /// The channel's broker-wide id, which a reused channel number does not share.
+    pub owner: OwnerId,
+    pub tag: ShortStr,
+}
+
+/// One message for a connection to send as `basic.deliver`.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub channel: u16,
+    pub owner: OwnerId,
+    pub tag: ShortStr,
+    /// The queue and position to acknowledge, `None` when there is nothing to acknowledge.
+    pub ack: Option<(QueueRef, Position)>,
+    pub message: Arc<Message>,
+    pub redelivered: bool,
+    /// Took a slot of the connection's backlog, to give back once handled.
+    pub counted: bool,
+}
+
+/// What queues (and direct reply-to publishers) tell a connection. The channel is unbounded:
+/// prefetch credit bounds what a queue sends, and a queue must never wait on a connection that
+/// may itself be waiting on the queue's mailbox.
+#[derive(Debug)]
+pub enum ConnEvent {
+    Deliver(Vec<Outgoing>),
+    /// The queue went away under this consumer (server-sent `basic.cancel`).
+    Cancelled {
+        channel: u16,
+        owner: OwnerId,
+        tag: ShortStr,
+    },
+}
+
+#[derive(Debug)]
+pub enum Command {
+    /// Messages routed here by one connection since its last batch, in publish order.
+    Publish(Vec<Arc<Message>>),
+    Consume {
+        spec: ConsumerSpec,
+        sink: Sink,
+        exclusive: bool,
+        reply: oneshot::Sender<Result<(), AmqpError>>,
+    },
+    Cancel {
+        id: ConsumerId,
+        reply: oneshot::Sender<()>,
+    },
+    Get {
+        owner: OwnerId,
+        no_ack: bool,
+        reply: oneshot::Sender<Option<(Delivery, usize)>>,
+    },
+    Ack {
+        owner: OwnerId,
+        positions: Vec<Position>,
+    },
+    Requeue {
+        owner: OwnerId,
+        positions: Vec<Position>,
+    },
+    OwnerClosed(OwnerId),
+    /// Channel-wide credit was freed elsewhere: try to dispatch.
+    Wake,
+    Purge(oneshot::Sender<usize>),
+    /// (ready messages, consumers)
+    Stats(oneshot::Sender<(u32, u32)>),
+    Delete {
+        if_unused: bool,
+        if_empty: bool,
+        reply: oneshot::Sender<Result<u32, AmqpError>>,
+    },
+}
+
+/// Starts the task of a new queue.
+pub fn spawn(spec: &QueueSpec, exclusive_owner: Option<u64>, registry: Weak<Registry>) -> QueueRef {
+    static IDS: AtomicU64 = AtomicU64::new(1);
+    let (tx, rx) = mpsc::channel(MAILBOX);
+    let me = Arc::new(QueueShared {
+        name: spec.name.clone(),
+        id: IDS.fetch_add(1, Ordering::Relaxed),
+        durable: spec.durable,
+        auto_delete: spec.auto_delete,
+        exclusive_owner,
+        arguments: spec.arguments.clone(),
+        tx,
+    });
+    let task = QueueTask {
+        me: Arc::downgrade(&me),
+        name: spec.name.clone(),
+        auto_delete: spec.auto_delete,
+        registry,
+        state: QueueState::new(),
+        sinks: HashMap::new(),
+        exclusive_consumer: None,
+        had_consumer: false,
+    };
+    tokio::spawn(task.run(rx));
+    me
+}
+
+/// Invariants: `sinks` has exactly the consumers of `state`; `exclusive_consumer`, when set,
+/// is the only consumer.
+struct QueueTask {
+    /// Weak so that the task does not keep its own mailbox open.
+    me: Weak<QueueShared>,
+    name: String,
+    auto_delete: bool,
+    registry: Weak<Registry>,
+    state: QueueState,
+    sinks: HashMap<ConsumerId, Sink>,
+    exclusive_consumer: Option<ConsumerId>,
+    had_consumer: bool,
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl QueueTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut out = Vec::new();
+        while let Some(first) = rx.recv().await {
+            let mut flow = self.handle(first);
+            let mut taken = 1;
+            while matches!(flow, Flow::Continue) && taken < BATCH {
+                match rx.try_recv() {
+                    Ok(cmd) => flow = self.handle(cmd),
+                    Err(_) => break,
+                }
+                taken += 1;
+            }
+            if matches!(flow, Flow::Stop) {
+                break;
+            }
+            loop {
+                out.clear();
+                let n = self.state.dispatch(BATCH, &mut out);
+                self.send(&mut out);
+                if n < BATCH {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            if self.auto_delete_due() {
+                self.shut_down();
+                break;
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) -> Flow {
+        match cmd {
+            Command::Publish(messages) => {
+                for message in messages {
+                    self.state.publish(message);
+                }
+            }
+            Command::Consume {
+                spec,
+                sink,
+                exclusive,
+                reply,
+            } => {
+                let busy = self.exclusive_consumer.is_some()
+                    || (exclusive && self.state.consumer_count() > 0);
+                if busy {
+                    let _ = reply.send(Err(AmqpError::access_refused(format!(
+                        "queue '{}' in vhost '{}' in exclusive use",
+                        self.name,
+                        self.vhost()
+                    ))));
+                } else {
+                    if exclusive {
+                        self.exclusive_consumer = Some(spec.id);
+                    }
+                    self.sinks.insert(spec.id, sink);
+                    self.state.add_consumer(spec);
+                    self.had_consumer = true;
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Command::Cancel { id, reply } => {
+                self.remove_consumer(id);
+                // Gone before cancel-ok, as in RabbitMQ: a declare after it makes a new queue.
+                if self.auto_delete_due() {
+                    self.shut_down();
+                    let _ = reply.send(());
+                    return Flow::Stop;
+                }
+                let _ = reply.send(());
+            }
+            Command::Get {
+                owner,
+                no_ack,
+                reply,
+            } => {
+                let _ = reply.send(self.state.get(owner, no_ack));
+            }
+            Command::Ack { owner, positions } => {
+                for p in positions {
+                    self.state.ack(owner, p);
+                }
+            }
+            Command::Requeue { owner, positions } => {
+                for p in positions {
+                    self.state.requeue(owner, p);
+                }
+            }
+            Command::OwnerClosed(owner) => {
+                let gone: Vec<ConsumerId> = self
+                    .sinks
+                    .iter()
+                    .filter(|(_, sink)| sink.owner == owner)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in gone {
+                    self.remove_consumer(id);
+                }
+                self.state.owner_closed(owner);
+            }
+            Command::Wake => {}
+            Command::Purge(reply) => {
+                let _ = reply.send(self.state.purge());
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send((
+                    count(self.state.ready_count()),
+                    count(self.state.consumer_count()),
+                ));
+            }
+            Command::Delete {
+                if_unused,
+                if_empty,
+                reply,
+            } => {
+                let resource = format!("queue '{}' in vhost '{}'", self.name, self.vhost());
+                if if_unused && self.state.consumer_count() > 0 {
+                    let _ = reply.send(Err(AmqpError::new(
+                        ReplyCode::PRECONDITION_FAILED,
+                        format!("{resource} in use"),
+                    )));
+                } else if if_empty && self.state.ready_count() > 0 {
+                    let _ = reply.send(Err(AmqpError::new(
+                        ReplyCode::PRECONDITION_FAILED,
+                        format!("{resource} not empty"),
+                    )));
+                } else {
+                    let messages = count(self.state.ready_count());
+                    self.shut_down();
+                    let _ = reply.send(Ok(messages));
+                    return Flow::Stop;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// An auto-delete queue goes when its last consumer does (never before it had one).
+    fn auto_delete_due(&self) -> bool {
+        self.auto_delete && self.had_consumer && self.state.consumer_count() == 0
+    }
+
+    fn vhost(&self) -> String {
+        self.registry
+            .upgrade()
+            .map(|r| r.vhost.clone())
+            .unwrap_or_default()
+    }
+
+    fn remove_consumer(&mut self, id: ConsumerId) {
+        self.state.cancel_consumer(id);
+        self.sinks.remove(&id);
+        if self.exclusive_consumer == Some(id) {
+            self.exclusive_consumer = None;
+        }
+    }
+
+    /// Leaves the registry, gives back the channel credit held by unacknowledged messages and
+    /// tells every consumer's connection that the consumer is gone.
+    fn shut_down(&mut self) {
+        if let (Some(registry), Some(me)) = (self.registry.upgrade(), self.me.upgrade()) {
+            registry.remove_queue(&me);
+        }
+        self.state.release_all();
+        for (_, sink) in self.sinks.drain() {
+            let _ = sink.events.send(ConnEvent::Cancelled {
+                channel: sink.channel,
+                owner: sink.owner,
+                tag: sink.tag,
+            });
+        }
+    }
+
+    /// Sends a batch of deliveries, one event per connection.
+    fn send(&mut self, out: &mut Vec<Delivery>) {
+        if out.is_empty() {
+            return;
+        }
+        let me = self.me.upgrade();
+        let mut batches: Vec<(mpsc::UnboundedSender<ConnEvent>, Vec<Outgoing>)> = Vec::new();
+        for d in out.drain(..) {
+            let Some(sink) = d.consumer.and_then(|id| self.sinks.get(&id)) else {
+                continue;
+            };
+            let outgoing = Outgoing {
+                channel: sink.channel,
+                owner: d.owner,
+                tag: sink.tag.clone(),
+                ack: if d.settled {
+                    None
+                } else {
+                    me.clone().map(|q| (q, d.position))
+                },
+                message: d.message,
+                redelivered: d.redelivered,
+                counted: true,
+            };
+            match batches
+                .iter_mut()
+                .find(|(tx, _)| tx.same_channel(&sink.events))
+            {
+                Some((_, batch)) => batch.push(outgoing),
+                None => batches.push((sink.events.clone(), vec![outgoing])),
+            }
+        }
+        for (tx, batch) in batches {
+            // A connection that is gone has its channels' OwnerClosed on the way: the
+            // deliveries are requeued then.
+            let _ = tx.send(ConnEvent::Deliver(batch));
+        }
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,690 @@
+//! The exchange, queue, basic, tx and confirm methods of an open channel, with RabbitMQ's
+//! checks and texts. Broker-wide effects go through the vhost registry and queue mailboxes;
+//! replies go to `out`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::assembler::Published;
+use super::session::{Out, Session};
+use super::state::{Channel, ConsumerEntry, HeldPublish, Tx};
+use super::Input;
+use crate::broker::message::Message;
+use crate::broker::queue::{self, Command, ConnEvent, ConsumerSpec, Outgoing, QueueRef, Sink};
+use crate::broker::registry::{Dest, ExchangeSpec, QueueSpec, ReplyConsumer};
+use crate::broker::token;
+use crate::broker::type_name;
+use crate::error::AmqpError;
+use crate::protocol::*;
+
+/// The direct reply-to pseudo-queue.
+pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
+fn precondition(text: impl Into<String>) -> AmqpError {
+    AmqpError::new(ReplyCode::PRECONDITION_FAILED, text)
+}
+
+fn gone() -> AmqpError {
+    AmqpError::internal_error("queue went away")
+}
+
+/// Feeds one frame of an open channel.
+pub async fn handle(
+    ch: &mut Channel,
+    s: &mut Session,
+    input: Input,
+    out: &mut Vec<Out>,
+) -> Result<(), AmqpError> {
+    // RabbitMQ names basic.publish in every error about a content in progress.
+    let assembling = !ch.assembler.is_idle();
+    let content_error = |e: AmqpError| if assembling { on(e, 60, 40) } else { e };
+    match input {
+        Input::Header(header) => {
+            if let Some(p) = ch
+                .assembler
+                .header(*header, s.max_message_size)
+                .map_err(content_error)?
+            {
+                publish(ch, s, p, out).await.map_err(|e| on(e, 60, 40))?;
+            }
+            Ok(())
+        }
+        Input::Body(payload) => {
+            if let Some(p) = ch.assembler.body(payload).map_err(content_error)? {
+                publish(ch, s, p, out).await.map_err(|e| on(e, 60, 40))?;
+            }
+            Ok(())
+        }
+        Input::Method(method) => {
+            ch.assembler.check_method().map_err(content_error)?;
+            let (class_id, method_id) = (method.class_id(), method.method_id());
+            run(ch, s, method, out)
+                .await
+                .map_err(|e| on(e, class_id, method_id))
+        }
+    }
+}
+
+/// Names the method an error is about unless a deeper layer did.
+fn on(e: AmqpError, class_id: u16, method_id: u16) -> AmqpError {
+    if e.class_id == 0 && e.method_id == 0 {
+        e.on(class_id, method_id)
+    } else {
+        e
+    }
+}
+
+/// RabbitMQ's shortcut: an empty queue name is the channel's last declared queue.
+fn queue_name(ch: &Channel, name: &ShortStr) -> Result<String, AmqpError> {
+    if !name.as_str().is_empty() {
+        return Ok(name.as_str().to_owned());
+    }
+    ch.last_queue
+        .clone()
+        .ok_or_else(|| AmqpError::new(ReplyCode::NOT_FOUND, "no previously declared queue"))
+}
+
+async fn request<T>(
+    q: &QueueRef,
+    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, AmqpError> {
+    let (reply, answer) = oneshot::channel();
+    q.tx.send(make(reply)).await.map_err(|_| gone())?;
+    answer.await.map_err(|_| gone())
+}
+
+async fn run(
+    ch: &mut Channel,
+    s: &mut Session,
+    method: Method,
+    out: &mut Vec<Out>,
+) -> Result<(), AmqpError> {
+    let n = ch.number;
+    let reply = |out: &mut Vec<Out>, no_wait: bool, m: Method| {
+        if !no_wait {
+            out.push(Out::Method(n, m));
+        }
+    };
+    match method {
+        Method::ExchangeDeclare(m) => {
+            let spec = ExchangeSpec {
+                name: m.exchange.as_str().to_owned(),
+                kind: m.kind.as_str().to_owned(),
+                durable: m.durable,
+                auto_delete: m.auto_delete,
+                internal: m.internal,
+                arguments: m.arguments,
+            };
+            s.registry.declare_exchange(&spec, m.passive)?;
+            reply(out, m.no_wait, Method::ExchangeDeclareOk(ExchangeDeclareOk));
+        }
+        Method::ExchangeDelete(m) => {
+            s.registry
+                .delete_exchange(m.exchange.as_str(), m.if_unused)?;
+            reply(out, m.no_wait, Method::ExchangeDeleteOk(ExchangeDeleteOk));
+        }
+        Method::ExchangeBind(m) => {
+            let dest = Dest::Exchange(m.destination.as_str().into());
+            s.registry.bind(
+                m.source.as_str(),
+                dest,
+                m.routing_key.as_str(),
+                &m.arguments,
+            )?;
+            reply(out, m.no_wait, Method::ExchangeBindOk(ExchangeBindOk));
+        }
+        Method::ExchangeUnbind(m) => {
+            let dest = Dest::Exchange(m.destination.as_str().into());
+            s.registry.unbind(
+                m.source.as_str(),
+                dest,
+                m.routing_key.as_str(),
+                &m.arguments,
+            )?;
+            reply(out, m.no_wait, Method::ExchangeUnbindOk(ExchangeUnbindOk));
+        }
+        Method::QueueDeclare(m) => queue_declare(ch, s, m, out).await?,
+        Method::QueueBind(m) => {
+            let (name, key) = bind_names(ch, &m.queue, &m.routing_key)?;
+            check_exclusive(s, &name)?;
+            s.registry.bind(
+                m.exchange.as_str(),
+                Dest::Queue(name.into()),
+                &key,
+                &m.arguments,
+            )?;
+            reply(out, m.no_wait, Method::QueueBindOk(QueueBindOk));
+        }
+        Method::QueueUnbind(m) => {
+            let (name, key) = bind_names(ch, &m.queue, &m.routing_key)?;
+            check_exclusive(s, &name)?;
+            s.registry.unbind(
+                m.exchange.as_str(),
+                Dest::Queue(name.into()),
+                &key,
+                &m.arguments,
+            )?;
+            reply(out, false, Method::QueueUnbindOk(QueueUnbindOk));
+        }
+        Method::QueuePurge(m) => {
+            let name = queue_name(ch, &m.queue)?;
+            let q = s.registry.queue_for(&name, s.connection)?;
+            let purged = request(&q, Command::Purge).await?;
+            let message_count = u32::try_from(purged).unwrap_or(u32::MAX);
+            reply(
+                out,
+                m.no_wait,
+                Method::QueuePurgeOk(QueuePurgeOk { message_count }),
+            );
+        }
+        Method::QueueDelete(m) => {
+            let name = queue_name(ch, &m.queue)?;
+            let message_count = match s.registry.queue(&name) {
+                None => 0,
+                Some(_) => {
+                    let q = s.registry.queue_for(&name, s.connection)?;
+                    let (if_unused, if_empty) = (m.if_unused, m.if_empty);
+                    let count = request(&q, |reply| Command::Delete {
+                        if_unused,
+                        if_empty,
+                        reply,
+                    })
+                    .await??;
+                    s.exclusive_queues.retain(|e| e.id != q.id);
+                    count
+                }
+            };
+            reply(
+                out,
+                m.no_wait,
+                Method::QueueDeleteOk(QueueDeleteOk { message_count }),
+            );
+        }
+        Method::BasicQos(m) => {
+            if m.prefetch_size != 0 {
+                return Err(AmqpError::not_implemented(format!(
+                    "prefetch_size!=0 ({})",
+                    m.prefetch_size
+                )));
+            }
+            if m.global {
+                ch.global_prefetch = m.prefetch_count.into();
+                ch.limit.set_limit(m.prefetch_count.into());
+                ch.wake_consumer_queues(|_| false).await;
+            } else {
+                ch.prefetch = m.prefetch_count.into();
+            }
+            out.push(Out::Method(n, Method::BasicQosOk(BasicQosOk)));
+        }
+        Method::BasicConsume(m) => consume(ch, s, m, out).await?,
+        Method::BasicCancel(m) => {
+            if let Some(entry) = ch.consumers.remove(&m.consumer_tag) {
+                match entry.queue {
+                    Some(q) => {
+                        let id = entry.id;
+                        let _ = request(&q, |reply| Command::Cancel { id, reply }).await;
+                        ch.draining.push(m.consumer_tag.clone());
+                    }
+                    None => {
+                        if let Some(key) = ch.reply_key.take() {
+                            s.registry.remove_reply_consumer(&key);
+                        }
+                    }
+                }
+            }
+            let ok = BasicCancelOk {
+                consumer_tag: m.consumer_tag,
+            };
+            reply(out, m.no_wait, Method::BasicCancelOk(ok));
+        }
+        Method::BasicGet(m) => {
+            let name = queue_name(ch, &m.queue)?;
+            let q = s.registry.queue_for(&name, s.connection)?;
+            ch.touch(&q);
+            let (owner, no_ack) = (ch.owner, m.no_ack);
+            let got = request(&q, |reply| Command::Get {
+                owner,
+                no_ack,
+                reply,
+            })
+            .await?;
+            match got {
+                None => out.push(Out::Method(n, Method::BasicGetEmpty(BasicGetEmpty))),
+                Some((d, remaining)) => {
+                    let tag = ch.next_tag();
+                    if !d.settled {
+                        ch.unacked.insert(tag, (Arc::clone(&q), d.position));
+                    }
+                    let ok = BasicGetOk {
+                        delivery_tag: tag,
+                        redelivered: d.redelivered,
+                        exchange: d.message.exchange.clone(),
+                        routing_key: d.message.routing_key.clone(),
+                        message_count: u32::try_from(remaining).unwrap_or(u32::MAX),
+                    };
+                    out.push(Out::Content {
+                        channel: n,
+                        method: Method::BasicGetOk(ok),
+                        message: d.message,
+                    });
+                }
+            }
+        }
+        Method::BasicAck(m) => {
+            let taken = ch.take(m.delivery_tag, m.multiple)?;
+            settle(ch, taken, false).await;
+        }
+        Method::BasicReject(m) => {
+            let taken = ch.take(m.delivery_tag, false)?;
+            settle(ch, taken, m.requeue).await;
+        }
+        Method::BasicNack(m) => {
+            let taken = ch.take(m.delivery_tag, m.multiple)?;
+            settle(ch, taken, m.requeue).await;
+        }
+        Method::BasicRecover(m) => {
+            recover(ch, m.requeue).await?;
+            out.push(Out::Method(n, Method::BasicRecoverOk(BasicRecoverOk)));
+        }
+        Method::BasicRecoverAsync(m) => recover(ch, m.requeue).await?,
+        Method::BasicPublish(m) => {
+            if m.immediate {
+                return Err(AmqpError::not_implemented("immediate=true"));
+            }
+            ch.assembler.start(m);
+        }
+        Method::TxSelect(_) => {
+            if ch.confirm.is_some() {
+                return Err(precondition("cannot switch from confirm to tx mode"));
+            }
+            if ch.tx.is_none() {
+                ch.tx = Some(Tx::default());
+            }
+            out.push(Out::Method(n, Method::TxSelectOk(TxSelectOk)));
+        }
+        Method::TxCommit(_) => {
+            let Some(tx) = ch.tx.replace(Tx::default()) else {
+                return Err(precondition("channel is not transactional"));
+            };
+            for held in tx.publishes {
+                route(ch, s, held.message, held.mandatory, &held.keys, out).await?;
+            }
+            let (acks, requeues): (Vec<_>, Vec<_>) = tx
+                .settles
+                .into_iter()
+                .partition(|(_, _, _, requeue)| !requeue);
+            let strip = |v: Vec<(u64, QueueRef, queue::Position, bool)>| {
+                v.into_iter()
+                    .map(|(t, q, p, _)| (t, q, p))
+                    .collect::<Vec<_>>()
+            };
+            ch.settle(strip(acks), false).await;
+            ch.settle(strip(requeues), true).await;
+            out.push(Out::Method(n, Method::TxCommitOk(TxCommitOk)));
+        }
+        Method::TxRollback(_) => {
+            let Some(tx) = ch.tx.replace(Tx::default()) else {
+                return Err(precondition("channel is not transactional"));
+            };
+            for (tag, q, p, _) in tx.settles {
+                ch.unacked.insert(tag, (q, p));
+            }
+            out.push(Out::Method(n, Method::TxRollbackOk(TxRollbackOk)));
+        }
+        Method::ConfirmSelect(m) => {
+            if ch.tx.is_some() {
+                return Err(precondition("cannot switch from tx to confirm mode"));
+            }
+            if ch.confirm.is_none() {
+                ch.confirm = Some(1);
+            }
+            reply(out, m.nowait, Method::ConfirmSelectOk(ConfirmSelectOk));
+        }
+        other => {
+            return Err(AmqpError::command_invalid("unimplemented method").on_method(&other));
+        }
+    }
+    Ok(())
+}
+
+/// queue.bind/unbind names: the queue shortcut, and an empty key with it means the queue name.
+fn bind_names(
+    ch: &Channel,
+    queue: &ShortStr,
+    key: &ShortStr,
+) -> Result<(String, String), AmqpError> {
+    let name = queue_name(ch, queue)?;
+    let key = if queue.as_str().is_empty() && key.as_str().is_empty() {
+        name.clone()
+    } else {
+        key.as_str().to_owned()
+    };
+    Ok((name, key))
+}
+
+fn check_exclusive(s: &Session, name: &str) -> Result<(), AmqpError> {
+    if s.registry.queue(name).is_some() {
+        s.registry.queue_for(name, s.connection)?;
+    }
+    Ok(())
+}
+
+/// Acks, nacks and rejects: held by a transaction, or settled now.
+async fn settle(ch: &mut Channel, taken: Vec<(u64, QueueRef, queue::Position)>, requeue: bool) {
+    match &mut ch.tx {
+        Some(tx) => tx
+            .settles
+            .extend(taken.into_iter().map(|(t, q, p)| (t, q, p, requeue))),
+        None => ch.settle(taken, requeue).await,
+    }
+}
+
+async fn recover(ch: &mut Channel, requeue: bool) -> Result<(), AmqpError> {
+    if !requeue {
+        return Err(AmqpError::not_implemented("requeue=false"));
+    }
+    let all = ch.take(0, true)?;
+    ch.settle(all, true).await;
+    Ok(())
+}
+
+async fn queue_declare(
+    ch: &mut Channel,
+    s: &mut Session,
+    m: QueueDeclare,
+    out: &mut Vec<Out>,
+) -> Result<(), AmqpError> {
+    // RabbitMQ answers a passive declare of the direct reply-to pseudo-queue (clients probe
+    // for the feature that way).
+    if m.passive && m.queue.as_str() == REPLY_TO {
+        if !m.no_wait {
+            let ok = QueueDeclareOk {
+                queue: m.queue,
+                message_count: 0,
+                consumer_count: 0,
+            };
+            out.push(Out::Method(ch.number, Method::QueueDeclareOk(ok)));
+        }
+        return Ok(());
+    }
+    let (q, created) = if m.passive {
+        let name = queue_name(ch, &m.queue)?;
+        (s.registry.queue_for(&name, s.connection)?, false)
+    } else {
+        let name = if m.queue.as_str().is_empty() {
+            token::queue_name()
+        } else if m.queue.as_str().starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "queue name '{}' contains reserved prefix 'amq.*'",
+                m.queue.as_str()
+            )));
+        } else {
+            m.queue.as_str().to_owned()
+        };
+        let spec = QueueSpec {
+            name,
+            durable: m.durable,
+            exclusive: m.exclusive,
+            auto_delete: m.auto_delete,
+            arguments: m.arguments,
+        };
+        let owner = m.exclusive.then_some(s.connection);
+        let registry = Arc::downgrade(&s.registry);
+        let (q, created) = s
+            .registry
+            .declare_queue(&spec, s.connection, || queue::spawn(&spec, owner, registry))?;
+        if created && m.exclusive {
+            s.exclusive_queues.push(Arc::clone(&q));
+        }
+        (q, created)
+    };
+    let (message_count, consumer_count) = if created {
+        (0, 0)
+    } else {
+        request(&q, Command::Stats).await?
+    };
+    ch.last_queue = Some(q.name.clone());
+    let ok = QueueDeclareOk {
+        queue: q.name.as_str().into(),
+        message_count,
+        consumer_count,
+    };
+    if !m.no_wait {
+        out.push(Out::Method(ch.number, Method::QueueDeclareOk(ok)));
+    }
+    Ok(())
+}
+
+/// The `x-priority` consumer argument, any integer type.
+fn priority(args: &FieldTable) -> i32 {
+    let value = match args.get("x-priority") {
+        Some(FieldValue::I8(n)) => i64::from(*n),
+        Some(FieldValue::U8(n)) => i64::from(*n),
+        Some(FieldValue::I16(n)) => i64::from(*n),
+        Some(FieldValue::U16(n)) => i64::from(*n),
+        Some(FieldValue::I32(n)) => i64::from(*n),
+        Some(FieldValue::U32(n)) => i64::from(*n),
+        Some(FieldValue::I64(n)) => *n,
+        _ => 0,
+    };
+    value.clamp(i32::MIN.into(), i32::MAX.into()) as i32
+}
+
+async fn consume(
+    ch: &mut Channel,
+    s: &mut Session,
+    m: BasicConsume,
+    out: &mut Vec<Out>,
+) -> Result<(), AmqpError> {
+    static CONSUMER_IDS: AtomicU64 = AtomicU64::new(1);
+    let tag: ShortStr = if m.consumer_tag.as_str().is_empty() {
+        token::consumer_tag().into()
+    } else {
+        m.consumer_tag.clone()
+    };
+    if ch.consumers.contains_key(&tag) {
+        return Err(AmqpError::not_allowed(format!(
+            "attempt to reuse consumer tag '{}'",
+            tag.as_str()
+        )));
+    }
+    let id = CONSUMER_IDS.fetch_add(1, Ordering::Relaxed);
+    if m.queue.as_str() == REPLY_TO {
+        if !m.no_ack {
+            return Err(precondition("reply consumer cannot acknowledge"));
+        }
+        if ch.reply_key.is_some() {
+            return Err(precondition("reply consumer already set"));
+        }
+        let key = token::random_token(24);
+        s.registry.add_reply_consumer(
+            key.clone(),
+            ReplyConsumer {
+                events: s.events.clone(),
+                channel: ch.number,
+                owner: ch.owner,
+                tag: tag.clone(),
+            },
+        );
+        ch.reply_key = Some(key);
+        ch.consumers
+            .insert(tag.clone(), ConsumerEntry { queue: None, id });
+    } else {
+        let name = queue_name(ch, &m.queue)?;
+        let q = s.registry.queue_for(&name, s.connection)?;
+        let spec = ConsumerSpec {
+            id,
+            owner: ch.owner,
+            no_ack: m.no_ack,
+            prefetch: ch.prefetch,
+            priority: priority(&m.arguments),
+            channel_limit: Some(Arc::clone(&ch.limit)),
+            backlog: Some(Arc::clone(&s.backlog)),
+        };
+        let sink = Sink {
+            events: s.events.clone(),
+            channel: ch.number,
+            owner: ch.owner,
+            tag: tag.clone(),
+        };
+        let exclusive = m.exclusive;
+        request(&q, |reply| Command::Consume {
+            spec,
+            sink,
+            exclusive,
+            reply,
+        })
+        .await??;
+        ch.touch(&q);
+        ch.consumers
+            .insert(tag.clone(), ConsumerEntry { queue: Some(q), id });
+    }
+    if !m.no_wait {
+        let ok = BasicConsumeOk { consumer_tag: tag };
+        out.push(Out::Method(ch.number, Method::BasicConsumeOk(ok)));
+    }
+    Ok(())
+}
+
+/// The routing keys of a publish: the routing key, then the CC and BCC headers (arrays of
+/// longstr, RabbitMQ's sender-selected distribution). BCC is removed from the message.
+fn routing_keys(
+    routing_key: &str,
+    properties: &mut BasicProperties,
+) -> Result<Vec<String>, AmqpError> {
+    let mut keys = vec![routing_key.to_owned()];
+    let Some(headers) = properties.headers.as_mut() else {
+        return Ok(keys);
+    };
+    for name in ["CC", "BCC"] {
+        let invalid = |kind: &str| {
+            precondition(format!(
+                "invalid message: {{unacceptable_type_in_header,\"{name}\",{kind}}}"
+            ))
+        };
+        match headers.get(name) {
+            None => {}
+            Some(FieldValue::Array(values)) => {
+                for v in values {
+                    match v {
+                        FieldValue::LongStr(s) => {
+                            keys.push(String::from_utf8_lossy(s).into_owned())
+                        }
+                        other => return Err(invalid(type_name(other))),
+                    }
+                }
+            }
+            Some(other) => return Err(invalid(type_name(other))),
+        }
+    }
+    headers.remove("BCC");
+    Ok(keys)
+}
+
+async fn publish(
+    ch: &mut Channel,
+    s: &mut Session,
+    p: Published,
+    out: &mut Vec<Out>,
+) -> Result<(), AmqpError> {
+    let Published {
+        method,
+        mut properties,
+        body,
+    } = p;
+    if properties.reply_to.as_ref().map(ShortStr::as_str) == Some(REPLY_TO) {
+        let Some(key) = &ch.reply_key else {
+            return Err(precondition("fast reply consumer does not exist"));
+        };
+        properties.reply_to = Some(format!("{REPLY_TO}.{key}").into());
+    }
+    let keys = routing_keys(method.routing_key.as_str(), &mut properties)?;
+    let message = Arc::new(Message {
+        exchange: method.exchange,
+        routing_key: method.routing_key,
+        properties,
+        body,
+    });
+    if let Some(tx) = &mut ch.tx {
+        if !s.registry.exchange_exists(message.exchange.as_str()) {
+            return Err(s.registry.exchange_not_found(message.exchange.as_str()));
+        }
+        tx.publishes.push(HeldPublish {
+            message,
+            mandatory: method.mandatory,
+            keys,
+        });
+        return Ok(());
+    }
+    route(ch, s, message, method.mandatory, &keys, out).await
+}
+
+/// Routes a message and holds it for its queues' mailboxes (the connection sends the held
+/// publishes before anything else reaches a queue or the client); then the return and the
+/// confirm, which go out only after the publishes are in the mailboxes.
+async fn route(
+    ch: &mut Channel,
+    s: &mut Session,
+    message: Arc<Message>,
+    mandatory: bool,
+    keys: &[String],
+    out: &mut Vec<Out>,
+) -> Result<(), AmqpError> {
+    let exchange = message.exchange.as_str();
+    let mut queues = Vec::new();
+    let mut routed = false;
+    let reply_key = (exchange.is_empty())
+        .then(|| message.routing_key.as_str().strip_prefix(REPLY_TO))
+        .flatten()
+        .and_then(|rest| rest.strip_prefix('.'));
+    if let Some(key) = reply_key {
+        if let Some(c) = s.registry.reply_consumer(key) {
+            let outgoing = Outgoing {
+                channel: c.channel,
+                owner: c.owner,
+                tag: c.tag,
+                ack: None,
+                message: Arc::clone(&message),
+                redelivered: false,
+                counted: false,
+            };
+            routed = c.events.send(ConnEvent::Deliver(vec![outgoing])).is_ok();
+        }
+    } else {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        s.registry.route(
+            exchange,
+            &keys,
+            message.properties.headers.as_ref(),
+            &mut queues,
+        )?;
+    }
+    routed |= !queues.is_empty();
+    for q in queues {
+        s.hold_publish(q, Arc::clone(&message));
+    }
+    if !routed && mandatory {
+        let ret = BasicReturn {
+            reply_code: ReplyCode::NO_ROUTE.code(),
+            reply_text: "NO_ROUTE".into(),
+            exchange: message.exchange.clone(),
+            routing_key: message.routing_key.clone(),
+        };
+        out.push(Out::Content {
+            channel: ch.number,
+            method: Method::BasicReturn(ret),
+            message,
+        });
+    }
+    if let Some(seq) = &mut ch.confirm {
+        let ack = BasicAck {
+            delivery_tag: *seq,
+            multiple: false,
+        };
+        *seq += 1;
+        out.push(Out::Method(ch.number, Method::BasicAck(ack)));
+    }
+    Ok(())
+}
