@@ -643,3 +643,46 @@ async fn group_commit_ticket_is_a_future() {
     assert_eq!(entries(&*store, 1), vec![(0, 1)]);
     drop(committer);
 }
+
+/// Damaged records (here written behind the store's back) are errors naming the record, never a
+/// panic. Only RocksDB can hold undecodable bytes: the memory store keeps typed values.
+#[test]
+fn rocks_corrupt_records_are_errors() {
+    let fixture = rocks();
+    drop(fixture.open().unwrap());
+    {
+        let path = fixture.0.path();
+        let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, families).unwrap();
+        let index = db.cf_handle("queue_index").unwrap();
+        let mut key = 1u64.to_be_bytes().to_vec();
+        key.extend_from_slice(&0u64.to_be_bytes());
+        db.put_cf(index, &key, b"short").unwrap();
+        db.put_cf(db.cf_handle("refs").unwrap(), 5u64.to_be_bytes(), b"12345")
+            .unwrap();
+    }
+    let store = fixture.open().unwrap();
+    let err = store.scan_queue(1, 0, 10).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { column_family: "queue_index", key, .. } if key.len() == 16),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("queue_index"), "{err}");
+    let err = store
+        .commit(
+            Batch::from(vec![Op::Dequeue {
+                queue: 1,
+                position: 0,
+            }]),
+            Durability::Sync,
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(matches!(
+        store.message_refs(5),
+        Err(StoreError::Corrupt {
+            column_family: "refs",
+            ..
+        })
+    ));
+}
