@@ -36,14 +36,15 @@
 //! after its last ack until the next scan.
 //!
 //! The price is reads inside a commit: `Dequeue` reads the index entry to learn its message id,
-//! then the `refs` record (a bloom-filter miss for single-queue messages). Recent entries sit in
-//! the memtable, so these are memory lookups in the steady state. Commits are serialised (one
-//! lock) so these read-modify-writes cannot race; [`GroupCommitter`] is the single writer anyway.
+//! then the `refs` record (a bloom-filter miss for single-queue messages); `PutMessage` checks the
+//! id is free (a bloom-filter miss too). Recent records sit in the memtable, so these are memory
+//! lookups in the steady state. Commits are serialised so these read-modify-writes cannot race;
+//! [`GroupCommitter`] is the single writer anyway.
 //!
-//! Contracts the broker keeps: message ids are never reused (the store refuses a `PutMessage` for
-//! a live id, and [`Store::max_message_id`] lets the broker resume numbering after a restart);
-//! positions in a queue only grow, below `u64::MAX`; a queue id is not reused until its range
-//! has been deleted.
+//! Contracts the broker keeps: a message id is not reused while its body is stored (the store
+//! refuses such a `PutMessage`; [`Store::max_message_id`] lets the broker resume numbering after a
+//! restart); positions are below `u64::MAX`; a queue id is not reused until its range has been
+//! deleted.
 //!
 //! # Column families and key layout (RocksDB)
 //!
@@ -67,6 +68,9 @@
 //! thread for writes: it merges every batch that arrived while the previous commit was syncing into
 //! one write and one WAL sync, and answers each submitter; that is how publisher confirms are
 //! batched. Reads ([`Store::scan_queue`] and friends) may be called from `spawn_blocking`.
+//!
+//! Locks: [`RocksStore`] has one (commits), [`MemoryStore`] one (its maps), and
+//! [`GroupCommitter`] calls the store holding none, so no two locks are ever held together.
 //!
 //! A commit is atomic: all its durable operations are applied, or none. With
 //! [`Durability::Sync`] it returns after the WAL is on disk; with [`Durability::NoSync`] a crash

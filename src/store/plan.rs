@@ -114,7 +114,7 @@ impl<R: Reader> Planner<'_, R> {
                 .durable
                 .push(Write::DeleteDefinition(definition_key(kind, &key))),
             Op::PutMessage { id, body } => {
-                let state = self.message(id)?;
+                let state = self.message(id, false)?;
                 if !matches!(state.body, Body::Absent) {
                     return Err(StoreError::DuplicateMessage { id });
                 }
@@ -219,7 +219,14 @@ impl<R: Reader> Planner<'_, R> {
         Ok(())
     }
 
-    fn message(&mut self, id: MessageId) -> Result<&mut MessageState, StoreError> {
+    /// The batch's view of a message, loaded on first use. `referenced` says an index entry
+    /// points at it, so with no `refs` record it has exactly one reference and its body need not
+    /// be looked up (an ack then costs no body read).
+    fn message(
+        &mut self,
+        id: MessageId,
+        referenced: bool,
+    ) -> Result<&mut MessageState, StoreError> {
         if !self.messages.contains_key(&id) {
             let state = match self.reader.refs_record(id)? {
                 Some(refs) => MessageState {
@@ -227,7 +234,7 @@ impl<R: Reader> Planner<'_, R> {
                     loaded: Some(refs),
                     body: Body::Stored,
                 },
-                None if self.reader.message_exists(id)? => MessageState {
+                None if referenced || self.reader.message_exists(id)? => MessageState {
                     refs: 1,
                     loaded: None,
                     body: Body::Stored,
@@ -247,7 +254,7 @@ impl<R: Reader> Planner<'_, R> {
     }
 
     fn add_ref(&mut self, id: MessageId) -> Result<(), StoreError> {
-        let state = self.message(id)?;
+        let state = self.message(id, false)?;
         if matches!(state.body, Body::Absent) {
             return Err(StoreError::UnknownMessage { id });
         }
@@ -260,7 +267,7 @@ impl<R: Reader> Planner<'_, R> {
 
     fn release(&mut self, id: MessageId) -> Result<(), StoreError> {
         // Saturating: an entry whose body is already gone (damage) can still be removed.
-        let state = self.message(id)?;
+        let state = self.message(id, true)?;
         state.refs = state.refs.saturating_sub(1);
         Ok(())
     }
