@@ -686,3 +686,25 @@ fn rocks_corrupt_records_are_errors() {
         })
     ));
 }
+
+/// A newer Warren may add column families this build cannot open: the version check still
+/// speaks first, instead of RocksDB's "column families not opened".
+#[test]
+fn rocks_newer_format_with_new_column_families_refused() {
+    let fixture = rocks();
+    drop(fixture.open().unwrap());
+    {
+        let path = fixture.0.path();
+        let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), path).unwrap();
+        let mut db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path, families).unwrap();
+        db.create_cf("from_the_future", &rocksdb::Options::default())
+            .unwrap();
+        db.put(b"format_version", (FORMAT_VERSION + 1).to_be_bytes())
+            .unwrap();
+    }
+    let err = fixture.open().unwrap_err();
+    assert!(
+        matches!(err, StoreError::FormatVersion { found, .. } if found == FORMAT_VERSION + 1),
+        "{err:?}"
+    );
+}

@@ -152,8 +152,10 @@ impl RocksStore {
         let descriptors = FAMILIES
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, options, &cache)));
-        let mut db = DB::open_cf_descriptors(&db_options(options), &path, descriptors)
-            .map_err(|e| open_error(&path, e))?;
+        let mut db = match DB::open_cf_descriptors(&db_options(options), &path, descriptors) {
+            Ok(db) => db,
+            Err(e) => return Err(foreign_version(&path).unwrap_or_else(|| open_error(&path, e))),
+        };
         let default = db
             .cf_handle(CF_DEFAULT)
             .ok_or_else(|| missing_family(&path, CF_DEFAULT))?;
@@ -162,13 +164,7 @@ impl RocksStore {
             .map_err(|e| rocks_error(&path, e))?
         {
             Some(value) => {
-                let found = <[u8; 4]>::try_from(value.as_slice())
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| StoreError::Corrupt {
-                        column_family: CF_DEFAULT,
-                        key: FORMAT_VERSION_KEY.to_vec(),
-                        reason: format!("format version must be 4 bytes, found {}", value.len()),
-                    })?;
+                let found = decode_version(&value)?;
                 if found != FORMAT_VERSION {
                     return Err(StoreError::FormatVersion {
                         path,
@@ -289,6 +285,30 @@ impl RocksStore {
         }
         Ok(())
     }
+}
+
+fn decode_version(value: &[u8]) -> Result<u32, StoreError> {
+    <[u8; 4]>::try_from(value)
+        .map(u32::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            column_family: CF_DEFAULT,
+            key: FORMAT_VERSION_KEY.to_vec(),
+            reason: format!("format version must be 4 bytes, found {}", value.len()),
+        })
+}
+
+/// When RocksDB cannot open a dir as this build describes it (a newer Warren may have added
+/// column families), read its format version read-only: a version mismatch is the error that
+/// tells the operator what to do. `None` when that is not the problem.
+fn foreign_version(path: &Path) -> Option<StoreError> {
+    let families = DB::list_cf(&Options::default(), path).ok()?;
+    let db = DB::open_cf_for_read_only(&Options::default(), path, families, false).ok()?;
+    let found = decode_version(&db.get(FORMAT_VERSION_KEY).ok()??).ok()?;
+    (found != FORMAT_VERSION).then(|| StoreError::FormatVersion {
+        path: path.to_path_buf(),
+        found,
+        expected: FORMAT_VERSION,
+    })
 }
 
 fn rocks_error(path: &Path, e: rocksdb::Error) -> StoreError {
