@@ -22,8 +22,9 @@
 //!   memory stays bounded however many SST files a backlog makes. Queue scans do not fill it
 //!   (`fill_cache(false)`): a backlog is read once, front to back, and would only evict the hot
 //!   index and filter blocks.
-//! - **Bloom filters** on `messages` and `refs` (SSTs and memtables): most `refs` lookups are for
-//!   single-queue messages that have no record, and a filter answers those without I/O.
+//! - **Bloom filters** on `messages`, `refs` and `queue_index` (SSTs and memtables): commits look
+//!   up keys that mostly do not exist (a new message id, the `refs` record of a single-queue
+//!   message, a new position), and a filter answers those without I/O. Scans do not use them.
 //! - **Tombstones**: RocksDB's guidance for queue workloads is range deletes and compaction
 //!   triggered by deletions. A purge or queue delete is one range tombstone
 //!   (`delete_range_cf`), not one per message. Scans start at the consumer's position with an
@@ -121,7 +122,9 @@ fn cf_options(name: &str, options: &RocksOptions, cache: &Cache) -> Options {
     };
     opts.set_write_buffer_size(write_buffer.max(1 << 20));
     opts.set_compression_type(compression);
-    if matches!(name, CF_MESSAGES | CF_REFS) {
+    // Point lookups that usually miss: a new message id (PutMessage), a refs record for a
+    // single-queue message, a new position (Enqueue checks for an entry to replace).
+    if matches!(name, CF_MESSAGES | CF_REFS | CF_QUEUE_INDEX) {
         table.set_bloom_filter(10.0, false);
         opts.set_memtable_whole_key_filtering(true);
         opts.set_memtable_prefix_bloom_ratio(0.02);
