@@ -27,6 +27,8 @@
 //! one, `Dequeue` and `DeleteQueueRange` remove one per entry, and when a commit leaves a body
 //! with no references it deletes the body in the same atomic write. A body put and fully
 //! dequeued in one commit (publish and ack merged by group commit) is never written at all.
+//! There is deliberately no `DeleteMessage` operation: a body goes with its last entry, so a
+//! broker bug cannot delete a body that a queue still holds.
 //!
 //! The count is persisted, not rebuilt: the `refs` column family holds `message id -> u32` *only
 //! for messages in more than one queue*; no record means one reference. The common case (one
