@@ -2,6 +2,19 @@
 //! WAL sync) and queue scans. Each commit publishes a batch and acks the previous one, as a queue
 //! whose consumer keeps up does (write once, delete soon), so the store stays small however long
 //! criterion runs.
+//!
+//! Taken 2026-11-23 on 2 vCPU (x86_64), 24 GiB RAM, Linux, Rust 1.95, `cargo bench --bench store`
+//! (release, RocksDB 10.4 via rocksdb 0.24, lz4 only), while a perf run and other builds shared
+//! the machine (load average 4.5), so lower bounds. Per commit (publish N + ack the previous N):
+//!
+//! | durability | N = 1 | N = 100 |
+//! |---|---|---|
+//! | Sync (WAL fsync) | 4.3 ms (230 msg/s) | 5.1 ms (19.7k msg/s) |
+//! | NoSync | 11.6 µs (86k msg/s) | 0.81 ms (124k msg/s) |
+//!
+//! A synced commit costs about one fsync whatever its size: that is why the broker commits
+//! through `GroupCommitter`. Scanning 100 entries from a consumer position past 5,000 acked
+//! entries: 19 µs; 1,000 entries: 195 µs (about 5M entries/s).
 
 // A bench whose setup fails has nothing to measure: stopping loudly is the right response.
 #![allow(clippy::expect_used)]
