@@ -8,3 +8,4 @@ pub mod net;
 pub mod perf;
 pub mod protocol;
 pub mod server;
+pub mod store;
