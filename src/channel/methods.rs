@@ -13,7 +13,8 @@ use super::state::{Channel, ConsumerEntry, HeldPublish, Tx};
 use super::Input;
 use crate::broker::message::Message;
 use crate::broker::queue::{self, Command, ConnEvent, ConsumerSpec, Outgoing, QueueRef, Sink};
-use crate::broker::registry::{Dest, ExchangeSpec, QueueSpec, ReplyConsumer};
+use crate::broker::queue_args::{self, QueueArgs, QueueFlags, QueueName};
+use crate::broker::registry::{queue_arg_error, Dest, ExchangeSpec, QueueSpec, ReplyConsumer};
 use crate::broker::token;
 use crate::broker::type_name;
 use crate::error::AmqpError;
@@ -414,6 +415,8 @@ async fn queue_declare(
         (s.registry.queue_for(&name, s.connection)?, false)
     } else {
         let name = if m.queue.as_str().is_empty() {
+            queue_args::check_server_named(&m.arguments)
+                .map_err(|e| AmqpError::new(ReplyCode::PRECONDITION_FAILED, e.to_string()))?;
             token::queue_name()
         } else if m.queue.as_str().starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
@@ -432,9 +435,22 @@ async fn queue_declare(
         };
         let owner = m.exclusive.then_some(s.connection);
         let registry = Arc::downgrade(&s.registry);
-        let (q, created) = s
-            .registry
-            .declare_queue(&spec, s.connection, || queue::spawn(&spec, owner, registry))?;
+        let vhost = s.registry.vhost.clone();
+        let (q, created) = s.registry.declare_queue(&spec, s.connection, || {
+            // A new queue's arguments are validated; a redeclare's are only compared.
+            let qname = QueueName::new(vhost, spec.name.as_str());
+            let args = QueueArgs::parse(&qname, &spec.arguments)
+                .and_then(|args| {
+                    let flags = QueueFlags {
+                        durable: spec.durable,
+                        exclusive: spec.exclusive,
+                        auto_delete: spec.auto_delete,
+                    };
+                    args.check_flags(&qname, flags).map(|()| args)
+                })
+                .map_err(|e| queue_arg_error(&e))?;
+            Ok(queue::spawn(&spec, args, owner, registry))
+        })?;
         if created && m.exclusive {
             s.exclusive_queues.push(Arc::clone(&q));
         }

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::consumers::{ConsumerId, ConsumerSpec};
 use super::state::{Delivery, OwnerId, Position, QueueState};
 use crate::broker::message::Message;
+use crate::broker::queue_args::QueueArgs;
 use crate::broker::registry::{QueueSpec, Registry};
 use crate::error::AmqpError;
 use crate::protocol::{FieldTable, ReplyCode, ShortStr};
@@ -115,7 +116,14 @@ pub enum Command {
 }
 
 /// Starts the task of a new queue.
-pub fn spawn(spec: &QueueSpec, exclusive_owner: Option<u64>, registry: Weak<Registry>) -> QueueRef {
+pub fn spawn(
+    spec: &QueueSpec,
+    args: QueueArgs,
+    exclusive_owner: Option<u64>,
+    registry: Weak<Registry>,
+) -> QueueRef {
+    // Validated by the declare; the features they configure are applied step by step.
+    let _ = args;
     static IDS: AtomicU64 = AtomicU64::new(1);
     let (tx, rx) = mpsc::channel(MAILBOX);
     let me = Arc::new(QueueShared {
