@@ -22,6 +22,7 @@ fn message(size: usize) -> Arc<Message> {
         routing_key: "q".into(),
         properties: BasicProperties::default(),
         body: Bytes::from(vec![0u8; size]),
+        ttl: None,
     })
 }
 

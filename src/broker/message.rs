@@ -12,6 +12,8 @@ pub struct Message {
     pub routing_key: ShortStr,
     pub properties: BasicProperties,
     pub body: Bytes,
+    /// The TTL its `expiration` property asks for, in ms (parsed, and validated, at publish).
+    pub ttl: Option<u64>,
 }
 
 impl Message {

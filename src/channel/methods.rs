@@ -11,6 +11,7 @@ use super::assembler::Published;
 use super::session::{Out, Session};
 use super::state::{Channel, ConsumerEntry, HeldPublish, Tx};
 use super::Input;
+use crate::broker::dead_letter::parse_expiration;
 use crate::broker::message::Message;
 use crate::broker::queue::{self, Command, ConnEvent, ConsumerSpec, Outgoing, QueueRef, Sink};
 use crate::broker::queue_args::{self, QueueArgs, QueueFlags, QueueName};
@@ -610,6 +611,11 @@ async fn publish(
         mut properties,
         body,
     } = p;
+    // An invalid expiration is RabbitMQ's 406 on the publishing channel.
+    let ttl = match &properties.expiration {
+        Some(e) => Some(parse_expiration(e.as_str()).map_err(|e| precondition(e.to_string()))?),
+        None => None,
+    };
     if properties.reply_to.as_ref().map(ShortStr::as_str) == Some(REPLY_TO) {
         let Some(key) = &ch.reply_key else {
             return Err(precondition("fast reply consumer does not exist"));
@@ -622,6 +628,7 @@ async fn publish(
         routing_key: method.routing_key,
         properties,
         body,
+        ttl,
     });
     if let Some(tx) = &mut ch.tx {
         if !s.registry.exchange_exists(message.exchange.as_str()) {

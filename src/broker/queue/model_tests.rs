@@ -20,6 +20,7 @@ fn message(position: u64) -> Arc<Message> {
         routing_key: "k".into(),
         properties: BasicProperties::default(),
         body: Bytes::from(vec![0u8; (position % 7) as usize]),
+        ttl: None,
     })
 }
 

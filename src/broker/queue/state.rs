@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use super::consumers::{ConsumerId, ConsumerSpec, Consumers};
 use super::limit::ChannelLimit;
 use crate::broker::message::Message;
@@ -22,6 +24,8 @@ pub struct Entry {
     pub redelivered: bool,
     /// How many times it was handed out.
     pub deliveries: u32,
+    /// When its TTL runs out, fixed at enqueue (a requeue keeps it).
+    pub expires_at: Option<Instant>,
 }
 
 /// A message handed to a consumer (or to `basic.get`), for the owner channel to send.
@@ -58,6 +62,10 @@ pub struct QueueState {
     unacked: HashMap<Position, Unacked>,
     next_position: Position,
     consumers: Consumers,
+    /// "Now" for expiry, set by the owning task once per wake-up; `None` expires nothing.
+    clock: Option<Instant>,
+    /// Expired messages taken out of `ready`, for the task to drop or dead-letter.
+    expired: Vec<Entry>,
 }
 
 impl QueueState {
@@ -67,6 +75,15 @@ impl QueueState {
 
     /// Enqueues a message at the tail.
     pub fn publish(&mut self, message: Arc<Message>) -> Position {
+        self.publish_expiring(message, None)
+    }
+
+    /// Enqueues a message at the tail that expires at `expires_at`.
+    pub fn publish_expiring(
+        &mut self,
+        message: Arc<Message>,
+        expires_at: Option<Instant>,
+    ) -> Position {
         let position = self.next_position;
         self.next_position += 1;
         self.ready_bytes += message.body_size();
@@ -76,9 +93,45 @@ impl QueueState {
                 message,
                 redelivered: false,
                 deliveries: 0,
+                expires_at,
             },
         );
         position
+    }
+
+    /// Sets "now" for expiry. A message expires once `now` is strictly past its expiry, so a
+    /// message with TTL 0 published in this wake-up can still be delivered in it (RabbitMQ:
+    /// "deliver now or expire").
+    pub fn set_clock(&mut self, now: Instant) {
+        self.clock = Some(now);
+    }
+
+    /// Takes expired messages off the head (only the head: as RabbitMQ, an expired message
+    /// behind a live one waits until it reaches the head, but is never delivered).
+    pub fn expire_head(&mut self) {
+        while let Some((&position, entry)) = self.ready.first_key_value() {
+            if !self.is_expired(entry) {
+                break;
+            }
+            if let Some(entry) = self.ready.remove(&position) {
+                self.ready_bytes -= entry.message.body_size();
+                self.expired.push(entry);
+            }
+        }
+    }
+
+    /// The expired messages removed since the last call.
+    pub fn take_expired(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.expired)
+    }
+
+    /// When the head message expires, for the task's timer.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.ready.first_key_value().and_then(|(_, e)| e.expires_at)
+    }
+
+    fn is_expired(&self, entry: &Entry) -> bool {
+        matches!((entry.expires_at, self.clock), (Some(at), Some(now)) if at < now)
     }
 
     pub fn add_consumer(&mut self, spec: ConsumerSpec) {
@@ -191,10 +244,17 @@ impl QueueState {
         self.consumers.len()
     }
 
+    /// The head message that has not expired; expired ones on the way go to `expired`.
     fn pop_ready(&mut self) -> Option<(Position, Entry)> {
-        let (position, entry) = self.ready.pop_first()?;
-        self.ready_bytes -= entry.message.body_size();
-        Some((position, entry))
+        loop {
+            let (position, entry) = self.ready.pop_first()?;
+            self.ready_bytes -= entry.message.body_size();
+            if self.is_expired(&entry) {
+                self.expired.push(entry);
+                continue;
+            }
+            return Some((position, entry));
+        }
     }
 
     fn hand_out(
@@ -242,5 +302,68 @@ impl QueueState {
             limit.release();
         }
         Some(unacked.entry)
+    }
+}
+
+#[cfg(test)]
+mod ttl_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    fn msg(body: &'static [u8]) -> Arc<Message> {
+        Arc::new(Message {
+            exchange: "".into(),
+            routing_key: "q".into(),
+            properties: Default::default(),
+            body: Bytes::from_static(body),
+            ttl: None,
+        })
+    }
+
+    #[test]
+    fn only_the_head_expires_but_expired_messages_are_never_handed_out() {
+        let t0 = Instant::now();
+        let mut q = QueueState::new();
+        q.publish_expiring(msg(b"live"), Some(t0 + Duration::from_secs(60)));
+        q.publish_expiring(msg(b"dead"), Some(t0));
+        q.publish_expiring(msg(b"last"), None);
+        q.set_clock(t0);
+        // Expiry is strict: at its expiry instant a message is still live (TTL 0 delivers).
+        q.expire_head();
+        assert!(q.take_expired().is_empty());
+        q.set_clock(t0 + Duration::from_millis(1));
+        q.expire_head();
+        assert!(q.take_expired().is_empty(), "the head has not expired");
+        assert_eq!(q.next_expiry(), Some(t0 + Duration::from_secs(60)));
+        let (first, _) = q.get(1, true).unwrap();
+        assert_eq!(&first.message.body[..], b"live");
+        let (second, left) = q.get(1, true).unwrap();
+        assert_eq!((&second.message.body[..], left), (&b"last"[..], 0));
+        let expired = q.take_expired();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(&expired[0].message.body[..], b"dead");
+        assert_eq!(q.ready_bytes(), 0);
+    }
+
+    #[test]
+    fn a_requeued_message_keeps_its_expiry() {
+        let t0 = Instant::now();
+        let mut q = QueueState::new();
+        let p = q.publish_expiring(msg(b"m"), Some(t0 + Duration::from_millis(10)));
+        q.set_clock(t0);
+        let (d, _) = q.get(7, false).unwrap();
+        assert_eq!(d.position, p);
+        q.set_clock(t0 + Duration::from_millis(20));
+        q.expire_head();
+        assert!(
+            q.take_expired().is_empty(),
+            "unacked messages do not expire"
+        );
+        assert!(q.requeue(7, p));
+        q.expire_head();
+        assert_eq!(q.take_expired().len(), 1);
+        assert_eq!(q.ready_count(), 0);
     }
 }

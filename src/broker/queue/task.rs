@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{self, Duration, Instant};
 
 use super::consumers::{ConsumerId, ConsumerSpec};
 use super::state::{Delivery, OwnerId, Position, QueueState};
+use crate::broker::dead_letter::effective_ttl;
 use crate::broker::message::Message;
 use crate::broker::queue_args::QueueArgs;
 use crate::broker::registry::{QueueSpec, Registry};
@@ -20,6 +22,8 @@ use crate::protocol::{FieldTable, ReplyCode, ShortStr};
 pub const MAILBOX: usize = 1024;
 /// Most commands handled, and most deliveries made, per wake-up.
 const BATCH: usize = 256;
+/// How long after a message's expiry the idle-queue timer fires.
+const TICK: Duration = Duration::from_millis(1);
 
 /// A queue as everyone else sees it: its fixed properties and its mailbox.
 #[derive(Debug)]
@@ -122,8 +126,6 @@ pub fn spawn(
     exclusive_owner: Option<u64>,
     registry: Weak<Registry>,
 ) -> QueueRef {
-    // Validated by the declare; the features they configure are applied step by step.
-    let _ = args;
     static IDS: AtomicU64 = AtomicU64::new(1);
     let (tx, rx) = mpsc::channel(MAILBOX);
     let me = Arc::new(QueueShared {
@@ -144,6 +146,7 @@ pub fn spawn(
         sinks: HashMap::new(),
         exclusive_consumer: None,
         had_consumer: false,
+        args,
     };
     tokio::spawn(task.run(rx));
     me
@@ -161,6 +164,7 @@ struct QueueTask {
     sinks: HashMap<ConsumerId, Sink>,
     exclusive_consumer: Option<ConsumerId>,
     had_consumer: bool,
+    args: QueueArgs,
 }
 
 enum Flow {
@@ -171,19 +175,36 @@ enum Flow {
 impl QueueTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut out = Vec::new();
-        while let Some(first) = rx.recv().await {
-            let mut flow = self.handle(first);
-            let mut taken = 1;
-            while matches!(flow, Flow::Continue) && taken < BATCH {
-                match rx.try_recv() {
-                    Ok(cmd) => flow = self.handle(cmd),
-                    Err(_) => break,
+        loop {
+            // Woken by a command, or by the head message's expiry on an idle queue (1 ms
+            // after it, since a message expires once the clock is strictly past its expiry).
+            let wake = self.state.next_expiry();
+            let first = tokio::select! {
+                biased;
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => Some(cmd),
+                    None => break,
+                },
+                () = time::sleep_until(wake.map_or_else(Instant::now, |at| at + TICK)),
+                    if wake.is_some() => None,
+            };
+            self.state.set_clock(Instant::now());
+            if let Some(first) = first {
+                let mut flow = self.handle(first);
+                let mut taken = 1;
+                while matches!(flow, Flow::Continue) && taken < BATCH {
+                    match rx.try_recv() {
+                        Ok(cmd) => flow = self.handle(cmd),
+                        Err(_) => break,
+                    }
+                    taken += 1;
                 }
-                taken += 1;
+                if matches!(flow, Flow::Stop) {
+                    break;
+                }
             }
-            if matches!(flow, Flow::Stop) {
-                break;
-            }
+            self.state.expire_head();
+            self.settle_expired();
             loop {
                 out.clear();
                 let n = self.state.dispatch(BATCH, &mut out);
@@ -193,6 +214,7 @@ impl QueueTask {
                 }
                 tokio::task::yield_now().await;
             }
+            self.settle_expired();
             if self.auto_delete_due() {
                 self.shut_down();
                 break;
@@ -203,8 +225,11 @@ impl QueueTask {
     fn handle(&mut self, cmd: Command) -> Flow {
         match cmd {
             Command::Publish(messages) => {
+                let now = Instant::now();
                 for message in messages {
-                    self.state.publish(message);
+                    let ttl = effective_ttl(self.args.message_ttl, message.ttl);
+                    let expires_at = ttl.map(|ms| now + Duration::from_millis(ms));
+                    self.state.publish_expiring(message, expires_at);
                 }
             }
             Command::Consume {
@@ -247,6 +272,7 @@ impl QueueTask {
                 reply,
             } => {
                 let _ = reply.send(self.state.get(owner, no_ack));
+                self.settle_expired();
             }
             Command::Ack { owner, positions } => {
                 for p in positions {
@@ -305,6 +331,11 @@ impl QueueTask {
             }
         }
         Flow::Continue
+    }
+
+    /// Disposes of the messages that expired.
+    fn settle_expired(&mut self) {
+        drop(self.state.take_expired());
     }
 
     /// An auto-delete queue goes when its last consumer does (never before it had one).
