@@ -23,6 +23,7 @@ fn message(size: usize) -> Arc<Message> {
         properties: BasicProperties::default(),
         body: Bytes::from(vec![0u8; size]),
         ttl: None,
+        deaths: None,
     })
 }
 

@@ -13,7 +13,9 @@ use super::state::{Channel, ConsumerEntry, HeldPublish, Tx};
 use super::Input;
 use crate::broker::dead_letter::parse_expiration;
 use crate::broker::message::Message;
-use crate::broker::queue::{self, Command, ConnEvent, ConsumerSpec, Outgoing, QueueRef, Sink};
+use crate::broker::queue::{
+    self, Command, ConnEvent, ConsumerSpec, Outgoing, QueueRef, Settle, Sink,
+};
 use crate::broker::queue_args::{self, QueueArgs, QueueFlags, QueueName};
 use crate::broker::registry::{queue_arg_error, Dest, ExchangeSpec, QueueSpec, ReplyConsumer};
 use crate::broker::token;
@@ -276,15 +278,15 @@ async fn run(
         }
         Method::BasicAck(m) => {
             let taken = ch.take(m.delivery_tag, m.multiple)?;
-            settle(ch, taken, false).await;
+            settle(ch, taken, Settle::Ack).await;
         }
         Method::BasicReject(m) => {
             let taken = ch.take(m.delivery_tag, false)?;
-            settle(ch, taken, m.requeue).await;
+            settle(ch, taken, rejected(m.requeue)).await;
         }
         Method::BasicNack(m) => {
             let taken = ch.take(m.delivery_tag, m.multiple)?;
-            settle(ch, taken, m.requeue).await;
+            settle(ch, taken, rejected(m.requeue)).await;
         }
         Method::BasicRecover(m) => {
             recover(ch, m.requeue).await?;
@@ -313,17 +315,15 @@ async fn run(
             for held in tx.publishes {
                 route(ch, s, held.message, held.mandatory, &held.keys, out).await?;
             }
-            let (acks, requeues): (Vec<_>, Vec<_>) = tx
-                .settles
-                .into_iter()
-                .partition(|(_, _, _, requeue)| !requeue);
-            let strip = |v: Vec<(u64, QueueRef, queue::Position, bool)>| {
-                v.into_iter()
-                    .map(|(t, q, p, _)| (t, q, p))
-                    .collect::<Vec<_>>()
-            };
-            ch.settle(strip(acks), false).await;
-            ch.settle(strip(requeues), true).await;
+            for how in [Settle::Ack, Settle::Reject, Settle::Requeue] {
+                let these: Vec<_> = tx
+                    .settles
+                    .iter()
+                    .filter(|(_, _, _, h)| *h == how)
+                    .map(|(t, q, p, _)| (*t, Arc::clone(q), *p))
+                    .collect();
+                ch.settle(these, how).await;
+            }
             out.push(Out::Method(n, Method::TxCommitOk(TxCommitOk)));
         }
         Method::TxRollback(_) => {
@@ -374,12 +374,21 @@ fn check_exclusive(s: &Session, name: &str) -> Result<(), AmqpError> {
 }
 
 /// Acks, nacks and rejects: held by a transaction, or settled now.
-async fn settle(ch: &mut Channel, taken: Vec<(u64, QueueRef, queue::Position)>, requeue: bool) {
+async fn settle(ch: &mut Channel, taken: Vec<(u64, QueueRef, queue::Position)>, how: Settle) {
     match &mut ch.tx {
         Some(tx) => tx
             .settles
-            .extend(taken.into_iter().map(|(t, q, p)| (t, q, p, requeue))),
-        None => ch.settle(taken, requeue).await,
+            .extend(taken.into_iter().map(|(t, q, p)| (t, q, p, how))),
+        None => ch.settle(taken, how).await,
+    }
+}
+
+/// nack/reject: requeued, or rejected (dead-lettered).
+fn rejected(requeue: bool) -> Settle {
+    if requeue {
+        Settle::Requeue
+    } else {
+        Settle::Reject
     }
 }
 
@@ -388,7 +397,7 @@ async fn recover(ch: &mut Channel, requeue: bool) -> Result<(), AmqpError> {
         return Err(AmqpError::not_implemented("requeue=false"));
     }
     let all = ch.take(0, true)?;
-    ch.settle(all, true).await;
+    ch.settle(all, Settle::Requeue).await;
     Ok(())
 }
 
@@ -629,6 +638,7 @@ async fn publish(
         properties,
         body,
         ttl,
+        deaths: None,
     });
     if let Some(tx) = &mut ch.tx {
         if !s.registry.exchange_exists(message.exchange.as_str()) {

@@ -3,6 +3,7 @@
 //! I/O; the task that owns a queue feeds it commands and ships its deliveries.
 
 mod consumers;
+mod dead_letters;
 mod limit;
 mod state;
 mod task;
@@ -10,7 +11,7 @@ mod task;
 pub use consumers::{ConsumerId, ConsumerSpec};
 pub use limit::{Backlog, ChannelLimit};
 pub use state::{Delivery, Entry, OwnerId, Position, QueueState};
-pub use task::{spawn, Command, ConnEvent, Outgoing, QueueRef, QueueShared, Sink, MAILBOX};
+pub use task::{spawn, Command, ConnEvent, Outgoing, QueueRef, QueueShared, Settle, Sink, MAILBOX};
 
 #[cfg(test)]
 mod model_tests;

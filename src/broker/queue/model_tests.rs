@@ -21,6 +21,7 @@ fn message(position: u64) -> Arc<Message> {
         properties: BasicProperties::default(),
         body: Bytes::from(vec![0u8; (position % 7) as usize]),
         ttl: None,
+        deaths: None,
     })
 }
 

@@ -319,6 +319,7 @@ mod ttl_tests {
             properties: Default::default(),
             body: Bytes::from_static(body),
             ttl: None,
+            deaths: None,
         })
     }
 

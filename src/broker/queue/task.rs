@@ -10,8 +10,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{self, Duration, Instant};
 
 use super::consumers::{ConsumerId, ConsumerSpec};
+use super::dead_letters::dead_letter_message;
 use super::state::{Delivery, OwnerId, Position, QueueState};
-use crate::broker::dead_letter::effective_ttl;
+use crate::broker::dead_letter::{effective_ttl, DeathReason};
 use crate::broker::message::Message;
 use crate::broker::queue_args::QueueArgs;
 use crate::broker::registry::{QueueSpec, Registry};
@@ -79,6 +80,16 @@ pub enum ConnEvent {
     },
 }
 
+/// How a consumer settles deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Ack,
+    /// nack/reject with requeue=true (and recover).
+    Requeue,
+    /// nack/reject with requeue=false: dead-lettered (reason `rejected`) or dropped.
+    Reject,
+}
+
 #[derive(Debug)]
 pub enum Command {
     /// Messages routed here by one connection since its last batch, in publish order.
@@ -103,6 +114,10 @@ pub enum Command {
         positions: Vec<Position>,
     },
     Requeue {
+        owner: OwnerId,
+        positions: Vec<Position>,
+    },
+    Reject {
         owner: OwnerId,
         positions: Vec<Position>,
     },
@@ -284,6 +299,13 @@ impl QueueTask {
                     self.state.requeue(owner, p);
                 }
             }
+            Command::Reject { owner, positions } => {
+                for p in positions {
+                    if let Some(entry) = self.state.ack(owner, p) {
+                        self.dead_letter(&entry.message, DeathReason::Rejected);
+                    }
+                }
+            }
             Command::OwnerClosed(owner) => {
                 let gone: Vec<ConsumerId> = self
                     .sinks
@@ -333,9 +355,20 @@ impl QueueTask {
         Flow::Continue
     }
 
-    /// Disposes of the messages that expired.
+    /// Dead-letters (or drops) the messages that expired.
     fn settle_expired(&mut self) {
-        drop(self.state.take_expired());
+        for entry in self.state.take_expired() {
+            self.dead_letter(&entry.message, DeathReason::Expired);
+        }
+    }
+
+    fn dead_letter(&self, message: &Message, reason: DeathReason) {
+        if self.args.dead_letter_exchange.is_none() {
+            return;
+        }
+        if let Some(registry) = self.registry.upgrade() {
+            dead_letter_message(&registry, &self.name, &self.args, message, reason);
+        }
     }
 
     /// An auto-delete queue goes when its last consumer does (never before it had one).
