@@ -161,6 +161,8 @@ pub fn spawn(
         sinks: HashMap::new(),
         exclusive_consumer: None,
         had_consumer: false,
+        expires: args.expires.map(Duration::from_millis),
+        last_used: Instant::now(),
         args,
     };
     tokio::spawn(task.run(rx));
@@ -179,6 +181,11 @@ struct QueueTask {
     sinks: HashMap<ConsumerId, Sink>,
     exclusive_consumer: Option<ConsumerId>,
     had_consumer: bool,
+    /// `x-expires`: the queue is deleted once unused (no consumers, no get, no declare) for
+    /// this long.
+    expires: Option<Duration>,
+    /// The last use, or when the last consumer left.
+    last_used: Instant,
     args: QueueArgs,
 }
 
@@ -193,17 +200,22 @@ impl QueueTask {
         loop {
             // Woken by a command, or by the head message's expiry on an idle queue (1 ms
             // after it, since a message expires once the clock is strictly past its expiry).
-            let wake = self.state.next_expiry();
+            let wake = self.next_wake();
             let first = tokio::select! {
                 biased;
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => Some(cmd),
                     None => break,
                 },
-                () = time::sleep_until(wake.map_or_else(Instant::now, |at| at + TICK)),
-                    if wake.is_some() => None,
+                () = time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => None,
             };
-            self.state.set_clock(Instant::now());
+            let now = Instant::now();
+            self.state.set_clock(now);
+            if first.is_none() && self.unused_deadline().is_some_and(|at| at <= now) {
+                // Expired queues are deleted without dead-lettering their messages.
+                self.shut_down();
+                break;
+            }
             if let Some(first) = first {
                 let mut flow = self.handle(first);
                 let mut taken = 1;
@@ -268,6 +280,7 @@ impl QueueTask {
                     self.sinks.insert(spec.id, sink);
                     self.state.add_consumer(spec);
                     self.had_consumer = true;
+                    self.last_used = Instant::now();
                     let _ = reply.send(Ok(()));
                 }
             }
@@ -286,6 +299,7 @@ impl QueueTask {
                 no_ack,
                 reply,
             } => {
+                self.last_used = Instant::now();
                 let _ = reply.send(self.state.get(owner, no_ack));
                 self.settle_expired();
             }
@@ -322,7 +336,9 @@ impl QueueTask {
             Command::Purge(reply) => {
                 let _ = reply.send(self.state.purge());
             }
+            // Asked by every declare of the existing queue, which renews its lease.
             Command::Stats(reply) => {
+                self.last_used = Instant::now();
                 let _ = reply.send((
                     count(self.state.ready_count()),
                     count(self.state.consumer_count()),
@@ -355,6 +371,22 @@ impl QueueTask {
         Flow::Continue
     }
 
+    /// When the task must wake up without a command: the head message's expiry (1 ms after
+    /// it, since a message expires once the clock is strictly past it) or the queue's own.
+    fn next_wake(&self) -> Option<Instant> {
+        let message = self.state.next_expiry().map(|at| at + TICK);
+        match (message, self.unused_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the queue expires if it stays unused; `None` while it has consumers.
+    fn unused_deadline(&self) -> Option<Instant> {
+        let expires = self.expires?;
+        (self.state.consumer_count() == 0).then(|| self.last_used + expires)
+    }
+
     /// Dead-letters (or drops) the messages that expired.
     fn settle_expired(&mut self) {
         for entry in self.state.take_expired() {
@@ -384,6 +416,8 @@ impl QueueTask {
     }
 
     fn remove_consumer(&mut self, id: ConsumerId) {
+        // Unused from now on if it was the last consumer.
+        self.last_used = Instant::now();
         self.state.cancel_consumer(id);
         self.sinks.remove(&id);
         if self.exclusive_consumer == Some(id) {
