@@ -11,12 +11,12 @@ use super::assembler::Published;
 use super::session::{Out, Session};
 use super::state::{Channel, ConsumerEntry, HeldPublish, Tx};
 use super::Input;
-use crate::broker::dead_letter::parse_expiration;
+use crate::broker::dead_letter::{parse_expiration, DeathReason};
 use crate::broker::message::Message;
 use crate::broker::queue::{
     self, Command, ConnEvent, ConsumerSpec, Outgoing, QueueRef, Settle, Sink,
 };
-use crate::broker::queue_args::{self, QueueArgs, QueueFlags, QueueName};
+use crate::broker::queue_args::{self, Overflow, QueueArgs, QueueFlags, QueueName};
 use crate::broker::registry::{queue_arg_error, Dest, ExchangeSpec, QueueSpec, ReplyConsumer};
 use crate::broker::token;
 use crate::broker::type_name;
@@ -695,8 +695,24 @@ async fn route(
         )?;
     }
     routed |= !queues.is_empty();
+    // A full queue with reject-publish(-dlx) refuses the message (the others still take it)
+    // and the publisher gets a nack under confirms.
+    let mut refused = false;
     for q in queues {
-        s.hold_publish(q, Arc::clone(&message));
+        if q.admit(message.body_size()) {
+            s.hold_publish(q, Arc::clone(&message));
+            continue;
+        }
+        refused = true;
+        if q.args.overflow == Overflow::RejectPublishDlx {
+            queue::dead_letter_message(
+                &s.registry,
+                &q.name,
+                &q.args,
+                &message,
+                DeathReason::Maxlen,
+            );
+        }
     }
     if !routed && mandatory {
         let ret = BasicReturn {
@@ -712,12 +728,20 @@ async fn route(
         });
     }
     if let Some(seq) = &mut ch.confirm {
-        let ack = BasicAck {
-            delivery_tag: *seq,
-            multiple: false,
+        let confirm = if refused {
+            Method::BasicNack(BasicNack {
+                delivery_tag: *seq,
+                multiple: false,
+                requeue: false,
+            })
+        } else {
+            Method::BasicAck(BasicAck {
+                delivery_tag: *seq,
+                multiple: false,
+            })
         };
         *seq += 1;
-        out.push(Out::Method(ch.number, Method::BasicAck(ack)));
+        out.push(Out::Method(ch.number, confirm));
     }
     Ok(())
 }

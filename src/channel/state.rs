@@ -204,6 +204,8 @@ mod tests {
             auto_delete: false,
             exclusive_owner: None,
             arguments: FieldTable::new(),
+            args: Default::default(),
+            admission: None,
             tx,
         })
     }

@@ -87,6 +87,10 @@ pub fn dead_letter_message(
         deaths: Some(Arc::new(dl.deaths)),
     });
     for q in queues {
+        // A full queue that refuses publishes refuses dead-lettered copies too.
+        if !q.admit(copy.body_size()) {
+            continue;
+        }
         // Never wait on another queue's mailbox from a queue task (two queues dead-lettering
         // into each other would deadlock): a full mailbox gets the copy from a helper task.
         match q.tx.try_send(Command::Publish(vec![Arc::clone(&copy)])) {

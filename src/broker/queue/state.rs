@@ -120,6 +120,11 @@ impl QueueState {
         }
     }
 
+    /// Removes the head message (the length limit's drop-head).
+    pub fn drop_head(&mut self) -> Option<Entry> {
+        self.pop_ready().map(|(_, entry)| entry)
+    }
+
     /// The expired messages removed since the last call.
     pub fn take_expired(&mut self) -> Vec<Entry> {
         std::mem::take(&mut self.expired)

@@ -9,12 +9,13 @@ use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{self, Duration, Instant};
 
+use super::admission::Admission;
 use super::consumers::{ConsumerId, ConsumerSpec};
 use super::dead_letters::dead_letter_message;
 use super::state::{Delivery, OwnerId, Position, QueueState};
 use crate::broker::dead_letter::{effective_ttl, DeathReason};
 use crate::broker::message::Message;
-use crate::broker::queue_args::QueueArgs;
+use crate::broker::queue_args::{Overflow, QueueArgs};
 use crate::broker::registry::{QueueSpec, Registry};
 use crate::error::AmqpError;
 use crate::protocol::{FieldTable, ReplyCode, ShortStr};
@@ -37,7 +38,19 @@ pub struct QueueShared {
     /// The connection that owns an exclusive queue.
     pub exclusive_owner: Option<u64>,
     pub arguments: FieldTable,
+    /// The validated arguments, for what publishers apply (overflow, dead-lettering).
+    pub args: QueueArgs,
+    /// Present for a length-limited queue that refuses publishes (`reject-publish(-dlx)`).
+    pub admission: Option<Admission>,
     pub tx: mpsc::Sender<Command>,
+}
+
+impl QueueShared {
+    /// Whether the queue takes a message of `size` bytes now (always, unless it refuses
+    /// publishes when full).
+    pub fn admit(&self, size: u64) -> bool {
+        self.admission.as_ref().is_none_or(|a| a.try_admit(size))
+    }
 }
 
 pub type QueueRef = Arc<QueueShared>;
@@ -150,6 +163,10 @@ pub fn spawn(
         auto_delete: spec.auto_delete,
         exclusive_owner,
         arguments: spec.arguments.clone(),
+        admission: (args.overflow != Overflow::DropHead
+            && (args.max_length.is_some() || args.max_length_bytes.is_some()))
+        .then(|| Admission::new(args.max_length, args.max_length_bytes)),
+        args: args.clone(),
         tx,
     });
     let task = QueueTask {
@@ -242,6 +259,7 @@ impl QueueTask {
                 tokio::task::yield_now().await;
             }
             self.settle_expired();
+            self.enforce_limits();
             if self.auto_delete_due() {
                 self.shut_down();
                 break;
@@ -252,11 +270,21 @@ impl QueueTask {
     fn handle(&mut self, cmd: Command) -> Flow {
         match cmd {
             Command::Publish(messages) => {
+                let taken = count64(messages.len());
+                let taken_bytes = messages.iter().map(|m| m.body_size()).sum();
                 let now = Instant::now();
                 for message in messages {
                     let ttl = effective_ttl(self.args.message_ttl, message.ttl);
                     let expires_at = ttl.map(|ms| now + Duration::from_millis(ms));
                     self.state.publish_expiring(message, expires_at);
+                }
+                // Mirror first, then release the admissions: publishers never see less.
+                if let Some(me) = self.me.upgrade() {
+                    if let Some(admission) = &me.admission {
+                        let ready = count64(self.state.ready_count());
+                        admission.mirror(ready, self.state.ready_bytes());
+                        admission.taken(taken, taken_bytes);
+                    }
                 }
             }
             Command::Consume {
@@ -387,6 +415,29 @@ impl QueueTask {
         (self.state.consumer_count() == 0).then(|| self.last_used + expires)
     }
 
+    /// Drop-head: drops (dead-letters with reason `maxlen`) from the head until the ready
+    /// messages fit the limits. Runs after dispatch, so a waiting consumer still gets a message
+    /// a full queue would drop (RabbitMQ delivers before enqueueing). Then mirrors the ready
+    /// count for publishers of a queue that refuses publishes instead.
+    fn enforce_limits(&mut self) {
+        let (max_len, max_bytes) = (self.args.max_length, self.args.max_length_bytes);
+        if self.args.overflow == Overflow::DropHead {
+            while max_len.is_some_and(|m| count64(self.state.ready_count()) > m)
+                || max_bytes.is_some_and(|m| self.state.ready_bytes() > m)
+            {
+                let Some(entry) = self.state.drop_head() else {
+                    break;
+                };
+                self.dead_letter(&entry.message, DeathReason::Maxlen);
+            }
+            self.settle_expired();
+        } else if let Some(me) = self.me.upgrade() {
+            if let Some(admission) = &me.admission {
+                admission.mirror(count64(self.state.ready_count()), self.state.ready_bytes());
+            }
+        }
+    }
+
     /// Dead-letters (or drops) the messages that expired.
     fn settle_expired(&mut self) {
         for entry in self.state.take_expired() {
@@ -479,6 +530,10 @@ impl QueueTask {
             let _ = tx.send(ConnEvent::Deliver(batch));
         }
     }
+}
+
+fn count64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 fn count(n: usize) -> u32 {
