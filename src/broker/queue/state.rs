@@ -16,6 +16,13 @@ pub type OwnerId = u64;
 /// requeued message goes back exactly where it was (RabbitMQ's classic-queue order).
 pub type Position = u64;
 
+/// Where a ready message sorts: by priority, highest first, then by position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct ReadyKey {
+    priority: std::cmp::Reverse<u8>,
+    position: Position,
+}
+
 /// A message in a queue.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -26,6 +33,8 @@ pub struct Entry {
     pub deliveries: u32,
     /// When its TTL runs out, fixed at enqueue (a requeue keeps it).
     pub expires_at: Option<Instant>,
+    /// Its priority in this queue: the `priority` property capped at `x-max-priority`.
+    pub priority: u8,
 }
 
 /// A message handed to a consumer (or to `basic.get`), for the owner channel to send.
@@ -57,7 +66,11 @@ struct Unacked {
 /// delivered to it while it was a consumer.
 #[derive(Debug, Default)]
 pub struct QueueState {
-    ready: BTreeMap<Position, Entry>,
+    /// Ready messages in delivery order: higher priority first, then position (FIFO within a
+    /// level, and a requeued message goes back to its place in its level).
+    ready: BTreeMap<ReadyKey, Entry>,
+    /// `x-max-priority`: `None` makes every message priority 0.
+    max_priority: Option<u8>,
     ready_bytes: u64,
     unacked: HashMap<Position, Unacked>,
     next_position: Position,
@@ -71,6 +84,15 @@ pub struct QueueState {
 impl QueueState {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A priority queue (`x-max-priority`): a message's `priority` property (missing = 0,
+    /// above the maximum = the maximum) orders it before lower ones.
+    pub fn with_max_priority(max_priority: Option<u8>) -> Self {
+        Self {
+            max_priority,
+            ..Self::default()
+        }
     }
 
     /// Enqueues a message at the tail.
@@ -87,13 +109,18 @@ impl QueueState {
         let position = self.next_position;
         self.next_position += 1;
         self.ready_bytes += message.body_size();
-        self.ready.insert(
+        let priority = match self.max_priority {
+            Some(max) => message.properties.priority.unwrap_or(0).min(max),
+            None => 0,
+        };
+        self.insert_ready(
             position,
             Entry {
                 message,
                 redelivered: false,
                 deliveries: 0,
                 expires_at,
+                priority,
             },
         );
         position
@@ -109,11 +136,11 @@ impl QueueState {
     /// Takes expired messages off the head (only the head: as RabbitMQ, an expired message
     /// behind a live one waits until it reaches the head, but is never delivered).
     pub fn expire_head(&mut self) {
-        while let Some((&position, entry)) = self.ready.first_key_value() {
+        while let Some((&key, entry)) = self.ready.first_key_value() {
             if !self.is_expired(entry) {
                 break;
             }
-            if let Some(entry) = self.ready.remove(&position) {
+            if let Some(entry) = self.ready.remove(&key) {
                 self.ready_bytes -= entry.message.body_size();
                 self.expired.push(entry);
             }
@@ -133,6 +160,14 @@ impl QueueState {
     /// When the head message expires, for the task's timer.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.ready.first_key_value().and_then(|(_, e)| e.expires_at)
+    }
+
+    fn insert_ready(&mut self, position: Position, entry: Entry) {
+        let key = ReadyKey {
+            priority: std::cmp::Reverse(entry.priority),
+            position,
+        };
+        self.ready.insert(key, entry);
     }
 
     fn is_expired(&self, entry: &Entry) -> bool {
@@ -192,7 +227,7 @@ impl QueueState {
         match self.settle(owner, position) {
             Some(entry) => {
                 self.ready_bytes += entry.message.body_size();
-                self.ready.insert(position, entry);
+                self.insert_ready(position, entry);
                 true
             }
             None => false,
@@ -252,7 +287,7 @@ impl QueueState {
     /// The head message that has not expired; expired ones on the way go to `expired`.
     fn pop_ready(&mut self) -> Option<(Position, Entry)> {
         loop {
-            let (position, entry) = self.ready.pop_first()?;
+            let (ReadyKey { position, .. }, entry) = self.ready.pop_first()?;
             self.ready_bytes -= entry.message.body_size();
             if self.is_expired(&entry) {
                 self.expired.push(entry);

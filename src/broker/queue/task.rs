@@ -174,7 +174,7 @@ pub fn spawn(
         name: spec.name.clone(),
         auto_delete: spec.auto_delete,
         registry,
-        state: QueueState::new(),
+        state: QueueState::with_max_priority(args.max_priority),
         sinks: HashMap::new(),
         exclusive_consumer: None,
         had_consumer: false,
