@@ -2,7 +2,7 @@
 //! taken in batches (one wake-up handles everything waiting), then ready messages are handed to
 //! consumers with credit and sent to their connections, grouped per connection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -178,6 +178,7 @@ pub fn spawn(
         sinks: HashMap::new(),
         exclusive_consumer: None,
         had_consumer: false,
+        waiting: VecDeque::new(),
         expires: args.expires.map(Duration::from_millis),
         last_used: Instant::now(),
         args,
@@ -198,6 +199,8 @@ struct QueueTask {
     sinks: HashMap<ConsumerId, Sink>,
     exclusive_consumer: Option<ConsumerId>,
     had_consumer: bool,
+    /// Single active consumer: the consumers waiting to take over, in arrival order.
+    waiting: VecDeque<(ConsumerSpec, Sink)>,
     /// `x-expires`: the queue is deleted once unused (no consumers, no get, no declare) for
     /// this long.
     expires: Option<Duration>,
@@ -293,14 +296,20 @@ impl QueueTask {
                 exclusive,
                 reply,
             } => {
-                let busy = self.exclusive_consumer.is_some()
-                    || (exclusive && self.state.consumer_count() > 0);
+                let busy =
+                    self.exclusive_consumer.is_some() || (exclusive && self.consumer_total() > 0);
                 if busy {
                     let _ = reply.send(Err(AmqpError::access_refused(format!(
                         "queue '{}' in vhost '{}' in exclusive use",
                         self.name,
                         self.vhost()
                     ))));
+                } else if self.args.single_active_consumer && self.state.consumer_count() > 0 {
+                    // Single active consumer: later consumers wait their turn, in order.
+                    self.waiting.push_back((spec, sink));
+                    self.had_consumer = true;
+                    self.last_used = Instant::now();
+                    let _ = reply.send(Ok(()));
                 } else {
                     if exclusive {
                         self.exclusive_consumer = Some(spec.id);
@@ -349,6 +358,7 @@ impl QueueTask {
                 }
             }
             Command::OwnerClosed(owner) => {
+                self.waiting.retain(|(_, sink)| sink.owner != owner);
                 let gone: Vec<ConsumerId> = self
                     .sinks
                     .iter()
@@ -369,7 +379,7 @@ impl QueueTask {
                 self.last_used = Instant::now();
                 let _ = reply.send((
                     count(self.state.ready_count()),
-                    count(self.state.consumer_count()),
+                    count(self.consumer_total()),
                 ));
             }
             Command::Delete {
@@ -378,7 +388,7 @@ impl QueueTask {
                 reply,
             } => {
                 let resource = format!("queue '{}' in vhost '{}'", self.name, self.vhost());
-                if if_unused && self.state.consumer_count() > 0 {
+                if if_unused && self.consumer_total() > 0 {
                     let _ = reply.send(Err(AmqpError::new(
                         ReplyCode::PRECONDITION_FAILED,
                         format!("{resource} in use"),
@@ -412,7 +422,7 @@ impl QueueTask {
     /// When the queue expires if it stays unused; `None` while it has consumers.
     fn unused_deadline(&self) -> Option<Instant> {
         let expires = self.expires?;
-        (self.state.consumer_count() == 0).then(|| self.last_used + expires)
+        (self.consumer_total() == 0).then(|| self.last_used + expires)
     }
 
     /// Drop-head: drops (dead-letters with reason `maxlen`) from the head until the ready
@@ -456,7 +466,7 @@ impl QueueTask {
 
     /// An auto-delete queue goes when its last consumer does (never before it had one).
     fn auto_delete_due(&self) -> bool {
-        self.auto_delete && self.had_consumer && self.state.consumer_count() == 0
+        self.auto_delete && self.had_consumer && self.consumer_total() == 0
     }
 
     fn vhost(&self) -> String {
@@ -469,11 +479,27 @@ impl QueueTask {
     fn remove_consumer(&mut self, id: ConsumerId) {
         // Unused from now on if it was the last consumer.
         self.last_used = Instant::now();
+        if let Some(i) = self.waiting.iter().position(|(spec, _)| spec.id == id) {
+            self.waiting.remove(i);
+            return;
+        }
         self.state.cancel_consumer(id);
         self.sinks.remove(&id);
         if self.exclusive_consumer == Some(id) {
             self.exclusive_consumer = None;
         }
+        // Single active consumer: the longest-waiting consumer takes over.
+        if self.state.consumer_count() == 0 {
+            if let Some((spec, sink)) = self.waiting.pop_front() {
+                self.sinks.insert(spec.id, sink);
+                self.state.add_consumer(spec);
+            }
+        }
+    }
+
+    /// Consumers, the waiting single-active-consumer ones included (as RabbitMQ counts them).
+    fn consumer_total(&self) -> usize {
+        self.state.consumer_count() + self.waiting.len()
     }
 
     /// Leaves the registry, gives back the channel credit held by unacknowledged messages and
@@ -483,7 +509,14 @@ impl QueueTask {
             registry.remove_queue(&me);
         }
         self.state.release_all();
-        for (_, sink) in self.sinks.drain() {
+        let waiting = self.waiting.drain(..).map(|(_, sink)| sink);
+        let sinks: Vec<Sink> = self
+            .sinks
+            .drain()
+            .map(|(_, sink)| sink)
+            .chain(waiting)
+            .collect();
+        for sink in sinks {
             let _ = sink.events.send(ConnEvent::Cancelled {
                 channel: sink.channel,
                 owner: sink.owner,
