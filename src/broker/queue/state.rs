@@ -71,6 +71,10 @@ pub struct QueueState {
     ready: BTreeMap<ReadyKey, Entry>,
     /// `x-max-priority`: `None` makes every message priority 0.
     max_priority: Option<u8>,
+    /// `x-delivery-limit`: a message returned more often than this is not requeued.
+    delivery_limit: Option<u64>,
+    /// Messages past the delivery limit, for the task to dead-letter or drop.
+    over_limit: Vec<Entry>,
     ready_bytes: u64,
     unacked: HashMap<Position, Unacked>,
     next_position: Position,
@@ -93,6 +97,17 @@ impl QueueState {
             max_priority,
             ..Self::default()
         }
+    }
+
+    /// Sets `x-delivery-limit`: every return (requeue, lost channel) counts, and a message
+    /// returned more than `limit` times goes to [`QueueState::take_over_limit`] instead.
+    pub fn set_delivery_limit(&mut self, limit: Option<u64>) {
+        self.delivery_limit = limit;
+    }
+
+    /// The messages that went past the delivery limit since the last call.
+    pub fn take_over_limit(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.over_limit)
     }
 
     /// Enqueues a message at the tail.
@@ -226,6 +241,14 @@ impl QueueState {
     pub fn requeue(&mut self, owner: OwnerId, position: Position) -> bool {
         match self.settle(owner, position) {
             Some(entry) => {
+                // `deliveries` is how many times it was handed out, so returned.
+                if self
+                    .delivery_limit
+                    .is_some_and(|limit| u64::from(entry.deliveries) > limit)
+                {
+                    self.over_limit.push(entry);
+                    return true;
+                }
                 self.ready_bytes += entry.message.body_size();
                 self.insert_ready(position, entry);
                 true
@@ -306,11 +329,22 @@ impl QueueState {
         no_ack: bool,
         channel_limit: Option<Arc<ChannelLimit>>,
     ) -> Delivery {
+        // With a delivery limit, a redelivery carries `x-delivery-count` (its returns so far),
+        // on a copy of the properties: the body is shared, the queue keeps the original.
+        let message = if self.delivery_limit.is_some() && entry.deliveries > 0 {
+            let mut copy = Message::clone(&entry.message);
+            let mut headers = copy.properties.headers.take().unwrap_or_default();
+            headers.insert("x-delivery-count", i64::from(entry.deliveries));
+            copy.properties.headers = Some(headers);
+            Arc::new(copy)
+        } else {
+            Arc::clone(&entry.message)
+        };
         let delivery = Delivery {
             consumer,
             owner,
             position,
-            message: Arc::clone(&entry.message),
+            message,
             redelivered: entry.redelivered,
             settled: no_ack,
         };

@@ -174,7 +174,11 @@ pub fn spawn(
         name: spec.name.clone(),
         auto_delete: spec.auto_delete,
         registry,
-        state: QueueState::with_max_priority(args.max_priority),
+        state: {
+            let mut state = QueueState::with_max_priority(args.max_priority);
+            state.set_delivery_limit(args.effective_delivery_limit());
+            state
+        },
         sinks: HashMap::new(),
         exclusive_consumer: None,
         had_consumer: false,
@@ -452,6 +456,9 @@ impl QueueTask {
     fn settle_expired(&mut self) {
         for entry in self.state.take_expired() {
             self.dead_letter(&entry.message, DeathReason::Expired);
+        }
+        for entry in self.state.take_over_limit() {
+            self.dead_letter(&entry.message, DeathReason::DeliveryLimit);
         }
     }
 
