@@ -10,6 +10,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use tokio::sync::{mpsc, oneshot};
 use warren::broker::message::Message;
 use warren::broker::queue::{self, Command, ConnEvent, ConsumerSpec, QueueState, Sink};
+use warren::broker::queue_args::QueueArgs;
 use warren::broker::registry::{QueueSpec, Registry};
 use warren::protocol::{BasicProperties, FieldTable};
 
@@ -21,6 +22,8 @@ fn message(size: usize) -> Arc<Message> {
         routing_key: "q".into(),
         properties: BasicProperties::default(),
         body: Bytes::from(vec![0u8; size]),
+        ttl: None,
+        deaths: None,
     })
 }
 
@@ -78,7 +81,7 @@ fn task(c: &mut Criterion) {
         };
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let q = rt.block_on(async {
-            let q = queue::spawn(&spec, None, Arc::downgrade(&registry));
+            let q = queue::spawn(&spec, QueueArgs::default(), None, Arc::downgrade(&registry));
             let (reply, done) = oneshot::channel();
             let sink = Sink {
                 events: events_tx,

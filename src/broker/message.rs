@@ -2,7 +2,11 @@
 //! is a `Bytes` slice of the frame it arrived in. One `Arc<Message>` is shared by every queue
 //! the message was routed to, so fan-out never copies the body.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+
+use crate::broker::dead_letter::Deaths;
 
 use crate::protocol::{BasicProperties, ShortStr};
 
@@ -12,6 +16,11 @@ pub struct Message {
     pub routing_key: ShortStr,
     pub properties: BasicProperties,
     pub body: Bytes,
+    /// The TTL its `expiration` property asks for, in ms (parsed, and validated, at publish).
+    pub ttl: Option<u64>,
+    /// The broker's record of its deaths (`None` until it is first dead-lettered), which the
+    /// next `x-death` is built from; never read back from the headers.
+    pub deaths: Option<Arc<Deaths>>,
 }
 
 impl Message {

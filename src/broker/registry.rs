@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::equivalence::{self, resource};
 use super::exchange::{ExchangeKind, Router};
 use super::queue::{ConnEvent, QueueRef};
+use super::queue_args::{self, QueueArgError, QueueFlags, QueueName};
 use crate::error::AmqpError;
 use crate::protocol::{FieldTable, FieldValue, ReplyCode};
 
@@ -23,23 +24,6 @@ pub const STANDARD_EXCHANGES: [(&str, ExchangeKind); 5] = [
     ("amq.topic", ExchangeKind::Topic),
     ("amq.headers", ExchangeKind::Headers),
     ("amq.match", ExchangeKind::Headers),
-];
-
-/// The queue arguments whose redeclaration must match (RabbitMQ's classic-queue list).
-const QUEUE_EQUIVALENCE_ARGS: [&str; 13] = [
-    "x-expires",
-    "x-message-ttl",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-priority",
-    "x-overflow",
-    "x-queue-mode",
-    "x-queue-version",
-    "x-single-active-consumer",
-    "x-queue-type",
-    "x-max-age",
 ];
 
 /// Where a binding leads.
@@ -426,7 +410,7 @@ impl Registry {
         &self,
         spec: &QueueSpec,
         connection: u64,
-        create: impl FnOnce() -> QueueRef,
+        create: impl FnOnce() -> Result<QueueRef, AmqpError>,
     ) -> Result<(QueueRef, bool), AmqpError> {
         let mut topology = self.write();
         if let Some(q) = topology.queues.get(spec.name.as_str()) {
@@ -437,13 +421,26 @@ impl Registry {
             if !owner_ok {
                 return Err(self.locked(&spec.name));
             }
-            let res = self.resource("queue", &spec.name);
-            equivalence::field("durable", q.durable, spec.durable, &res)?;
-            equivalence::field("auto_delete", q.auto_delete, spec.auto_delete, &res)?;
-            equivalence::args(&q.arguments, &spec.arguments, &QUEUE_EQUIVALENCE_ARGS, &res)?;
+            // Only compared, never validated: RabbitMQ does the same on a redeclare.
+            let current = QueueFlags {
+                durable: q.durable && q.exclusive_owner.is_none(),
+                exclusive: q.exclusive_owner.is_some(),
+                auto_delete: q.auto_delete,
+            };
+            let requested = QueueFlags {
+                durable: spec.durable && !spec.exclusive,
+                exclusive: spec.exclusive,
+                auto_delete: spec.auto_delete,
+            };
+            queue_args::check_equivalence(
+                &QueueName::new(self.vhost.as_str(), spec.name.as_str()),
+                (current, &q.arguments),
+                (requested, &spec.arguments),
+            )
+            .map_err(|e| queue_arg_error(&e))?;
             return Ok((Arc::clone(q), false));
         }
-        let q = create();
+        let q = create()?;
         topology
             .queues
             .insert(spec.name.as_str().into(), Arc::clone(&q));
@@ -484,6 +481,12 @@ impl Registry {
     }
 }
 
+/// A queue-argument failure as the 406 channel error RabbitMQ sends. The text is RabbitMQ's;
+/// raw non-UTF-8 bytes of a value (rare) are shown as U+FFFD, since reply texts are `String`s.
+pub fn queue_arg_error(e: &QueueArgError) -> AmqpError {
+    AmqpError::new(ReplyCode::PRECONDITION_FAILED, e.to_string())
+}
+
 /// Removes an exchange and the bindings to it, then any auto-delete exchange that lost its
 /// last binding that way.
 fn remove_exchange(topology: &mut Topology, name: &str) {
@@ -521,15 +524,17 @@ mod tests {
         let (q, created) = registry
             .declare_queue(&spec, 1, || {
                 let (tx, _) = mpsc::channel(1);
-                Arc::new(QueueShared {
+                Ok(Arc::new(QueueShared {
                     name: name.into(),
                     id: name.len() as u64,
                     durable: false,
                     auto_delete: false,
                     exclusive_owner: None,
                     arguments: FieldTable::new(),
+                    args: Default::default(),
+                    admission: None,
                     tx,
-                })
+                }))
             })
             .unwrap();
         assert!(created);

@@ -11,9 +11,13 @@ use super::assembler::Published;
 use super::session::{Out, Session};
 use super::state::{Channel, ConsumerEntry, HeldPublish, Tx};
 use super::Input;
+use crate::broker::dead_letter::{parse_expiration, DeathReason};
 use crate::broker::message::Message;
-use crate::broker::queue::{self, Command, ConnEvent, ConsumerSpec, Outgoing, QueueRef, Sink};
-use crate::broker::registry::{Dest, ExchangeSpec, QueueSpec, ReplyConsumer};
+use crate::broker::queue::{
+    self, Command, ConnEvent, ConsumerSpec, Outgoing, QueueRef, Settle, Sink,
+};
+use crate::broker::queue_args::{self, Overflow, QueueArgs, QueueFlags, QueueName};
+use crate::broker::registry::{queue_arg_error, Dest, ExchangeSpec, QueueSpec, ReplyConsumer};
 use crate::broker::token;
 use crate::broker::type_name;
 use crate::error::AmqpError;
@@ -274,15 +278,15 @@ async fn run(
         }
         Method::BasicAck(m) => {
             let taken = ch.take(m.delivery_tag, m.multiple)?;
-            settle(ch, taken, false).await;
+            settle(ch, taken, Settle::Ack).await;
         }
         Method::BasicReject(m) => {
             let taken = ch.take(m.delivery_tag, false)?;
-            settle(ch, taken, m.requeue).await;
+            settle(ch, taken, rejected(m.requeue)).await;
         }
         Method::BasicNack(m) => {
             let taken = ch.take(m.delivery_tag, m.multiple)?;
-            settle(ch, taken, m.requeue).await;
+            settle(ch, taken, rejected(m.requeue)).await;
         }
         Method::BasicRecover(m) => {
             recover(ch, m.requeue).await?;
@@ -311,17 +315,15 @@ async fn run(
             for held in tx.publishes {
                 route(ch, s, held.message, held.mandatory, &held.keys, out).await?;
             }
-            let (acks, requeues): (Vec<_>, Vec<_>) = tx
-                .settles
-                .into_iter()
-                .partition(|(_, _, _, requeue)| !requeue);
-            let strip = |v: Vec<(u64, QueueRef, queue::Position, bool)>| {
-                v.into_iter()
-                    .map(|(t, q, p, _)| (t, q, p))
-                    .collect::<Vec<_>>()
-            };
-            ch.settle(strip(acks), false).await;
-            ch.settle(strip(requeues), true).await;
+            for how in [Settle::Ack, Settle::Reject, Settle::Requeue] {
+                let these: Vec<_> = tx
+                    .settles
+                    .iter()
+                    .filter(|(_, _, _, h)| *h == how)
+                    .map(|(t, q, p, _)| (*t, Arc::clone(q), *p))
+                    .collect();
+                ch.settle(these, how).await;
+            }
             out.push(Out::Method(n, Method::TxCommitOk(TxCommitOk)));
         }
         Method::TxRollback(_) => {
@@ -372,12 +374,21 @@ fn check_exclusive(s: &Session, name: &str) -> Result<(), AmqpError> {
 }
 
 /// Acks, nacks and rejects: held by a transaction, or settled now.
-async fn settle(ch: &mut Channel, taken: Vec<(u64, QueueRef, queue::Position)>, requeue: bool) {
+async fn settle(ch: &mut Channel, taken: Vec<(u64, QueueRef, queue::Position)>, how: Settle) {
     match &mut ch.tx {
         Some(tx) => tx
             .settles
-            .extend(taken.into_iter().map(|(t, q, p)| (t, q, p, requeue))),
-        None => ch.settle(taken, requeue).await,
+            .extend(taken.into_iter().map(|(t, q, p)| (t, q, p, how))),
+        None => ch.settle(taken, how).await,
+    }
+}
+
+/// nack/reject: requeued, or rejected (dead-lettered).
+fn rejected(requeue: bool) -> Settle {
+    if requeue {
+        Settle::Requeue
+    } else {
+        Settle::Reject
     }
 }
 
@@ -386,7 +397,7 @@ async fn recover(ch: &mut Channel, requeue: bool) -> Result<(), AmqpError> {
         return Err(AmqpError::not_implemented("requeue=false"));
     }
     let all = ch.take(0, true)?;
-    ch.settle(all, true).await;
+    ch.settle(all, Settle::Requeue).await;
     Ok(())
 }
 
@@ -414,6 +425,8 @@ async fn queue_declare(
         (s.registry.queue_for(&name, s.connection)?, false)
     } else {
         let name = if m.queue.as_str().is_empty() {
+            queue_args::check_server_named(&m.arguments)
+                .map_err(|e| AmqpError::new(ReplyCode::PRECONDITION_FAILED, e.to_string()))?;
             token::queue_name()
         } else if m.queue.as_str().starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
@@ -432,9 +445,22 @@ async fn queue_declare(
         };
         let owner = m.exclusive.then_some(s.connection);
         let registry = Arc::downgrade(&s.registry);
-        let (q, created) = s
-            .registry
-            .declare_queue(&spec, s.connection, || queue::spawn(&spec, owner, registry))?;
+        let vhost = s.registry.vhost.clone();
+        let (q, created) = s.registry.declare_queue(&spec, s.connection, || {
+            // A new queue's arguments are validated; a redeclare's are only compared.
+            let qname = QueueName::new(vhost, spec.name.as_str());
+            let args = QueueArgs::parse(&qname, &spec.arguments)
+                .and_then(|args| {
+                    let flags = QueueFlags {
+                        durable: spec.durable,
+                        exclusive: spec.exclusive,
+                        auto_delete: spec.auto_delete,
+                    };
+                    args.check_flags(&qname, flags).map(|()| args)
+                })
+                .map_err(|e| queue_arg_error(&e))?;
+            Ok(queue::spawn(&spec, args, owner, registry))
+        })?;
         if created && m.exclusive {
             s.exclusive_queues.push(Arc::clone(&q));
         }
@@ -594,6 +620,11 @@ async fn publish(
         mut properties,
         body,
     } = p;
+    // An invalid expiration is RabbitMQ's 406 on the publishing channel.
+    let ttl = match &properties.expiration {
+        Some(e) => Some(parse_expiration(e.as_str()).map_err(|e| precondition(e.to_string()))?),
+        None => None,
+    };
     if properties.reply_to.as_ref().map(ShortStr::as_str) == Some(REPLY_TO) {
         let Some(key) = &ch.reply_key else {
             return Err(precondition("fast reply consumer does not exist"));
@@ -606,6 +637,8 @@ async fn publish(
         routing_key: method.routing_key,
         properties,
         body,
+        ttl,
+        deaths: None,
     });
     if let Some(tx) = &mut ch.tx {
         if !s.registry.exchange_exists(message.exchange.as_str()) {
@@ -662,8 +695,24 @@ async fn route(
         )?;
     }
     routed |= !queues.is_empty();
+    // A full queue with reject-publish(-dlx) refuses the message (the others still take it)
+    // and the publisher gets a nack under confirms.
+    let mut refused = false;
     for q in queues {
-        s.hold_publish(q, Arc::clone(&message));
+        if q.admit(message.body_size()) {
+            s.hold_publish(q, Arc::clone(&message));
+            continue;
+        }
+        refused = true;
+        if q.args.overflow == Overflow::RejectPublishDlx {
+            queue::dead_letter_message(
+                &s.registry,
+                &q.name,
+                &q.args,
+                &message,
+                DeathReason::Maxlen,
+            );
+        }
     }
     if !routed && mandatory {
         let ret = BasicReturn {
@@ -679,12 +728,20 @@ async fn route(
         });
     }
     if let Some(seq) = &mut ch.confirm {
-        let ack = BasicAck {
-            delivery_tag: *seq,
-            multiple: false,
+        let confirm = if refused {
+            Method::BasicNack(BasicNack {
+                delivery_tag: *seq,
+                multiple: false,
+                requeue: false,
+            })
+        } else {
+            Method::BasicAck(BasicAck {
+                delivery_tag: *seq,
+                multiple: false,
+            })
         };
         *seq += 1;
-        out.push(Out::Method(ch.number, Method::BasicAck(ack)));
+        out.push(Out::Method(ch.number, confirm));
     }
     Ok(())
 }

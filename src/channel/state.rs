@@ -8,7 +8,9 @@ use std::sync::Arc;
 use super::assembler::Assembler;
 use super::session::Session;
 use crate::broker::message::Message;
-use crate::broker::queue::{ChannelLimit, Command, ConsumerId, OwnerId, Position, QueueRef};
+use crate::broker::queue::{
+    ChannelLimit, Command, ConsumerId, OwnerId, Position, QueueRef, Settle,
+};
 use crate::error::AmqpError;
 use crate::protocol::{ReplyCode, ShortStr};
 
@@ -32,7 +34,7 @@ pub struct HeldPublish {
 pub struct Tx {
     pub publishes: Vec<HeldPublish>,
     /// Settlements (tag, queue, position, requeue); rollback puts them back as unacked.
-    pub settles: Vec<(u64, QueueRef, Position, bool)>,
+    pub settles: Vec<(u64, QueueRef, Position, Settle)>,
 }
 
 /// One open channel.
@@ -133,7 +135,7 @@ impl Channel {
 
     /// Settles deliveries with their queues, one command per queue; then, when a channel-wide
     /// prefetch may have been freed, wakes the other queues this channel consumes from.
-    pub async fn settle(&mut self, taken: Vec<(u64, QueueRef, Position)>, requeue: bool) {
+    pub async fn settle(&mut self, taken: Vec<(u64, QueueRef, Position)>, how: Settle) {
         let mut per_queue: Vec<(QueueRef, Vec<Position>)> = Vec::new();
         for (_, q, p) in taken {
             match per_queue.iter_mut().find(|(known, _)| known.id == q.id) {
@@ -143,16 +145,11 @@ impl Channel {
         }
         let owner = self.owner;
         for (q, positions) in &per_queue {
-            let command = if requeue {
-                Command::Requeue {
-                    owner,
-                    positions: positions.clone(),
-                }
-            } else {
-                Command::Ack {
-                    owner,
-                    positions: positions.clone(),
-                }
+            let positions = positions.clone();
+            let command = match how {
+                Settle::Ack => Command::Ack { owner, positions },
+                Settle::Requeue => Command::Requeue { owner, positions },
+                Settle::Reject => Command::Reject { owner, positions },
             };
             let _ = q.tx.send(command).await;
         }
@@ -207,6 +204,8 @@ mod tests {
             auto_delete: false,
             exclusive_owner: None,
             arguments: FieldTable::new(),
+            args: Default::default(),
+            admission: None,
             tx,
         })
     }

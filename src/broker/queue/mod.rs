@@ -2,15 +2,19 @@
 //! consumers, prefetch credit, unacknowledged deliveries), plain single-threaded code with no
 //! I/O; the task that owns a queue feeds it commands and ships its deliveries.
 
+mod admission;
 mod consumers;
+mod dead_letters;
 mod limit;
 mod state;
 mod task;
 
+pub use admission::Admission;
 pub use consumers::{ConsumerId, ConsumerSpec};
+pub use dead_letters::dead_letter_message;
 pub use limit::{Backlog, ChannelLimit};
 pub use state::{Delivery, Entry, OwnerId, Position, QueueState};
-pub use task::{spawn, Command, ConnEvent, Outgoing, QueueRef, QueueShared, Sink, MAILBOX};
+pub use task::{spawn, Command, ConnEvent, Outgoing, QueueRef, QueueShared, Settle, Sink, MAILBOX};
 
 #[cfg(test)]
 mod model_tests;

@@ -4,6 +4,7 @@
 //! priorities first, set `redelivered` exactly on messages handed out before, and never stop
 //! dispatching while a ready message and a consumer with credit are both there.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -18,9 +19,19 @@ fn message(position: u64) -> Arc<Message> {
     Arc::new(Message {
         exchange: "".into(),
         routing_key: "k".into(),
-        properties: BasicProperties::default(),
+        // Priorities 0..=3 (capped by a priority queue's maximum, ignored by a plain queue).
+        properties: BasicProperties {
+            priority: Some(message_priority(position)),
+            ..BasicProperties::default()
+        },
         body: Bytes::from(vec![0u8; (position % 7) as usize]),
+        ttl: None,
+        deaths: None,
     })
+}
+
+fn message_priority(position: u64) -> u8 {
+    (position % 4) as u8
 }
 
 #[derive(Debug, Clone)]
@@ -92,7 +103,9 @@ fn channel_limit_of(owner: u64) -> Option<u32> {
 #[derive(Default)]
 struct Model {
     published: u64,
-    ready: BTreeSet<Position>,
+    /// Ready messages in delivery order: priority (highest first), then position.
+    ready: BTreeSet<(Reverse<u8>, Position)>,
+    max_priority: Option<u8>,
     handed_out: HashSet<Position>,
     unacked: BTreeMap<Position, ModelUnacked>,
     consumers: BTreeMap<ConsumerId, ModelConsumer>,
@@ -100,6 +113,13 @@ struct Model {
 }
 
 impl Model {
+    fn key(&self, position: Position) -> (Reverse<u8>, Position) {
+        let priority = self
+            .max_priority
+            .map_or(0, |max| message_priority(position).min(max));
+        (Reverse(priority), position)
+    }
+
     fn in_flight(&self, consumer: ConsumerId) -> u32 {
         self.unacked
             .values()
@@ -142,9 +162,12 @@ impl Model {
     }
 }
 
-fn run(ops: Vec<Op>) {
-    let mut queue = QueueState::new();
-    let mut model = Model::default();
+fn run(ops: Vec<Op>, max_priority: Option<u8>) {
+    let mut queue = QueueState::with_max_priority(max_priority);
+    let mut model = Model {
+        max_priority,
+        ..Model::default()
+    };
     let limits: HashMap<u64, Arc<ChannelLimit>> = (0..3)
         .filter_map(|o| channel_limit_of(o).map(|l| (o, Arc::new(ChannelLimit::new(l)))))
         .collect();
@@ -155,7 +178,7 @@ fn run(ops: Vec<Op>) {
                 for _ in 0..n {
                     let position = queue.publish(message(model.published));
                     assert_eq!(position, model.published);
-                    model.ready.insert(position);
+                    model.ready.insert(model.key(position));
                     model.published += 1;
                 }
             }
@@ -212,9 +235,9 @@ fn run(ops: Vec<Op>) {
                     let id = d.consumer.expect("a dispatch goes to a consumer");
                     let c = model.consumers[&id];
                     assert_eq!(
-                        Some(&d.position),
-                        model.ready.first(),
-                        "FIFO with requeue in place"
+                        Some(d.position),
+                        model.ready.first().map(|k| k.1),
+                        "priority order, FIFO within a level, requeue in place"
                     );
                     assert!(model.has_credit(id), "consumer {id} had no credit");
                     for (other, oc) in &model.consumers {
@@ -228,7 +251,7 @@ fn run(ops: Vec<Op>) {
                     assert_eq!(d.redelivered, model.handed_out.contains(&d.position));
                     assert_eq!(d.owner, c.owner);
                     assert_eq!(d.settled, c.no_ack);
-                    model.ready.remove(&d.position);
+                    model.ready.remove(&model.key(d.position));
                     model.handed_out.insert(d.position);
                     if !c.no_ack {
                         let took_channel_credit = channel_limit_of(c.owner).is_some();
@@ -265,7 +288,7 @@ fn run(ops: Vec<Op>) {
                 if let Some((position, u)) = model.nth_unacked(pick) {
                     if requeue {
                         assert!(queue.requeue(u.owner, position));
-                        model.ready.insert(position);
+                        model.ready.insert(model.key(position));
                     } else {
                         assert!(queue.ack(u.owner, position).is_some());
                     }
@@ -276,7 +299,7 @@ fn run(ops: Vec<Op>) {
                 let got = queue.get(owner, no_ack);
                 match model.ready.pop_first() {
                     None => assert!(got.is_none()),
-                    Some(position) => {
+                    Some((_, position)) => {
                         let (d, remaining) = got.expect("a ready message");
                         assert_eq!(d.position, position);
                         assert_eq!(remaining, model.ready.len());
@@ -311,14 +334,14 @@ fn run(ops: Vec<Op>) {
                     .collect();
                 for position in held {
                     model.settle(position);
-                    model.ready.insert(position);
+                    model.ready.insert(model.key(position));
                 }
             }
         }
         assert_eq!(queue.ready_count(), model.ready.len());
         assert_eq!(queue.unacked_count(), model.unacked.len());
         assert_eq!(queue.consumer_count(), model.consumers.len());
-        let bytes: u64 = model.ready.iter().map(|p| p % 7).sum();
+        let bytes: u64 = model.ready.iter().map(|(_, p)| p % 7).sum();
         assert_eq!(queue.ready_bytes(), bytes);
         for (owner, limit) in &limits {
             assert_eq!(
@@ -334,7 +357,15 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
     #[test]
     fn queue_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..80)) {
-        run(ops);
+        run(ops, None);
+    }
+
+    #[test]
+    fn priority_queue_agrees_with_the_model(
+        ops in proptest::collection::vec(op(), 1..80),
+        max in 0u8..4,
+    ) {
+        run(ops, Some(max));
     }
 }
 

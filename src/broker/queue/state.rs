@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use super::consumers::{ConsumerId, ConsumerSpec, Consumers};
 use super::limit::ChannelLimit;
 use crate::broker::message::Message;
@@ -14,6 +16,13 @@ pub type OwnerId = u64;
 /// requeued message goes back exactly where it was (RabbitMQ's classic-queue order).
 pub type Position = u64;
 
+/// Where a ready message sorts: by priority, highest first, then by position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct ReadyKey {
+    priority: std::cmp::Reverse<u8>,
+    position: Position,
+}
+
 /// A message in a queue.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -22,6 +31,10 @@ pub struct Entry {
     pub redelivered: bool,
     /// How many times it was handed out.
     pub deliveries: u32,
+    /// When its TTL runs out, fixed at enqueue (a requeue keeps it).
+    pub expires_at: Option<Instant>,
+    /// Its priority in this queue: the `priority` property capped at `x-max-priority`.
+    pub priority: u8,
 }
 
 /// A message handed to a consumer (or to `basic.get`), for the owner channel to send.
@@ -53,11 +66,23 @@ struct Unacked {
 /// delivered to it while it was a consumer.
 #[derive(Debug, Default)]
 pub struct QueueState {
-    ready: BTreeMap<Position, Entry>,
+    /// Ready messages in delivery order: higher priority first, then position (FIFO within a
+    /// level, and a requeued message goes back to its place in its level).
+    ready: BTreeMap<ReadyKey, Entry>,
+    /// `x-max-priority`: `None` makes every message priority 0.
+    max_priority: Option<u8>,
+    /// `x-delivery-limit`: a message returned more often than this is not requeued.
+    delivery_limit: Option<u64>,
+    /// Messages past the delivery limit, for the task to dead-letter or drop.
+    over_limit: Vec<Entry>,
     ready_bytes: u64,
     unacked: HashMap<Position, Unacked>,
     next_position: Position,
     consumers: Consumers,
+    /// "Now" for expiry, set by the owning task once per wake-up; `None` expires nothing.
+    clock: Option<Instant>,
+    /// Expired messages taken out of `ready`, for the task to drop or dead-letter.
+    expired: Vec<Entry>,
 }
 
 impl QueueState {
@@ -65,20 +90,103 @@ impl QueueState {
         Self::default()
     }
 
+    /// A priority queue (`x-max-priority`): a message's `priority` property (missing = 0,
+    /// above the maximum = the maximum) orders it before lower ones.
+    pub fn with_max_priority(max_priority: Option<u8>) -> Self {
+        Self {
+            max_priority,
+            ..Self::default()
+        }
+    }
+
+    /// Sets `x-delivery-limit`: every return (requeue, lost channel) counts, and a message
+    /// returned more than `limit` times goes to [`QueueState::take_over_limit`] instead.
+    pub fn set_delivery_limit(&mut self, limit: Option<u64>) {
+        self.delivery_limit = limit;
+    }
+
+    /// The messages that went past the delivery limit since the last call.
+    pub fn take_over_limit(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.over_limit)
+    }
+
     /// Enqueues a message at the tail.
     pub fn publish(&mut self, message: Arc<Message>) -> Position {
+        self.publish_expiring(message, None)
+    }
+
+    /// Enqueues a message at the tail that expires at `expires_at`.
+    pub fn publish_expiring(
+        &mut self,
+        message: Arc<Message>,
+        expires_at: Option<Instant>,
+    ) -> Position {
         let position = self.next_position;
         self.next_position += 1;
         self.ready_bytes += message.body_size();
-        self.ready.insert(
+        let priority = match self.max_priority {
+            Some(max) => message.properties.priority.unwrap_or(0).min(max),
+            None => 0,
+        };
+        self.insert_ready(
             position,
             Entry {
                 message,
                 redelivered: false,
                 deliveries: 0,
+                expires_at,
+                priority,
             },
         );
         position
+    }
+
+    /// Sets "now" for expiry. A message expires once `now` is strictly past its expiry, so a
+    /// message with TTL 0 published in this wake-up can still be delivered in it (RabbitMQ:
+    /// "deliver now or expire").
+    pub fn set_clock(&mut self, now: Instant) {
+        self.clock = Some(now);
+    }
+
+    /// Takes expired messages off the head (only the head: as RabbitMQ, an expired message
+    /// behind a live one waits until it reaches the head, but is never delivered).
+    pub fn expire_head(&mut self) {
+        while let Some((&key, entry)) = self.ready.first_key_value() {
+            if !self.is_expired(entry) {
+                break;
+            }
+            if let Some(entry) = self.ready.remove(&key) {
+                self.ready_bytes -= entry.message.body_size();
+                self.expired.push(entry);
+            }
+        }
+    }
+
+    /// Removes the head message (the length limit's drop-head).
+    pub fn drop_head(&mut self) -> Option<Entry> {
+        self.pop_ready().map(|(_, entry)| entry)
+    }
+
+    /// The expired messages removed since the last call.
+    pub fn take_expired(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.expired)
+    }
+
+    /// When the head message expires, for the task's timer.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.ready.first_key_value().and_then(|(_, e)| e.expires_at)
+    }
+
+    fn insert_ready(&mut self, position: Position, entry: Entry) {
+        let key = ReadyKey {
+            priority: std::cmp::Reverse(entry.priority),
+            position,
+        };
+        self.ready.insert(key, entry);
+    }
+
+    fn is_expired(&self, entry: &Entry) -> bool {
+        matches!((entry.expires_at, self.clock), (Some(at), Some(now)) if at < now)
     }
 
     pub fn add_consumer(&mut self, spec: ConsumerSpec) {
@@ -133,8 +241,16 @@ impl QueueState {
     pub fn requeue(&mut self, owner: OwnerId, position: Position) -> bool {
         match self.settle(owner, position) {
             Some(entry) => {
+                // `deliveries` is how many times it was handed out, so returned.
+                if self
+                    .delivery_limit
+                    .is_some_and(|limit| u64::from(entry.deliveries) > limit)
+                {
+                    self.over_limit.push(entry);
+                    return true;
+                }
                 self.ready_bytes += entry.message.body_size();
-                self.ready.insert(position, entry);
+                self.insert_ready(position, entry);
                 true
             }
             None => false,
@@ -191,10 +307,17 @@ impl QueueState {
         self.consumers.len()
     }
 
+    /// The head message that has not expired; expired ones on the way go to `expired`.
     fn pop_ready(&mut self) -> Option<(Position, Entry)> {
-        let (position, entry) = self.ready.pop_first()?;
-        self.ready_bytes -= entry.message.body_size();
-        Some((position, entry))
+        loop {
+            let (ReadyKey { position, .. }, entry) = self.ready.pop_first()?;
+            self.ready_bytes -= entry.message.body_size();
+            if self.is_expired(&entry) {
+                self.expired.push(entry);
+                continue;
+            }
+            return Some((position, entry));
+        }
     }
 
     fn hand_out(
@@ -206,11 +329,22 @@ impl QueueState {
         no_ack: bool,
         channel_limit: Option<Arc<ChannelLimit>>,
     ) -> Delivery {
+        // With a delivery limit, a redelivery carries `x-delivery-count` (its returns so far),
+        // on a copy of the properties: the body is shared, the queue keeps the original.
+        let message = if self.delivery_limit.is_some() && entry.deliveries > 0 {
+            let mut copy = Message::clone(&entry.message);
+            let mut headers = copy.properties.headers.take().unwrap_or_default();
+            headers.insert("x-delivery-count", i64::from(entry.deliveries));
+            copy.properties.headers = Some(headers);
+            Arc::new(copy)
+        } else {
+            Arc::clone(&entry.message)
+        };
         let delivery = Delivery {
             consumer,
             owner,
             position,
-            message: Arc::clone(&entry.message),
+            message,
             redelivered: entry.redelivered,
             settled: no_ack,
         };
@@ -242,5 +376,69 @@ impl QueueState {
             limit.release();
         }
         Some(unacked.entry)
+    }
+}
+
+#[cfg(test)]
+mod ttl_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    fn msg(body: &'static [u8]) -> Arc<Message> {
+        Arc::new(Message {
+            exchange: "".into(),
+            routing_key: "q".into(),
+            properties: Default::default(),
+            body: Bytes::from_static(body),
+            ttl: None,
+            deaths: None,
+        })
+    }
+
+    #[test]
+    fn only_the_head_expires_but_expired_messages_are_never_handed_out() {
+        let t0 = Instant::now();
+        let mut q = QueueState::new();
+        q.publish_expiring(msg(b"live"), Some(t0 + Duration::from_secs(60)));
+        q.publish_expiring(msg(b"dead"), Some(t0));
+        q.publish_expiring(msg(b"last"), None);
+        q.set_clock(t0);
+        // Expiry is strict: at its expiry instant a message is still live (TTL 0 delivers).
+        q.expire_head();
+        assert!(q.take_expired().is_empty());
+        q.set_clock(t0 + Duration::from_millis(1));
+        q.expire_head();
+        assert!(q.take_expired().is_empty(), "the head has not expired");
+        assert_eq!(q.next_expiry(), Some(t0 + Duration::from_secs(60)));
+        let (first, _) = q.get(1, true).unwrap();
+        assert_eq!(&first.message.body[..], b"live");
+        let (second, left) = q.get(1, true).unwrap();
+        assert_eq!((&second.message.body[..], left), (&b"last"[..], 0));
+        let expired = q.take_expired();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(&expired[0].message.body[..], b"dead");
+        assert_eq!(q.ready_bytes(), 0);
+    }
+
+    #[test]
+    fn a_requeued_message_keeps_its_expiry() {
+        let t0 = Instant::now();
+        let mut q = QueueState::new();
+        let p = q.publish_expiring(msg(b"m"), Some(t0 + Duration::from_millis(10)));
+        q.set_clock(t0);
+        let (d, _) = q.get(7, false).unwrap();
+        assert_eq!(d.position, p);
+        q.set_clock(t0 + Duration::from_millis(20));
+        q.expire_head();
+        assert!(
+            q.take_expired().is_empty(),
+            "unacked messages do not expire"
+        );
+        assert!(q.requeue(7, p));
+        q.expire_head();
+        assert_eq!(q.take_expired().len(), 1);
+        assert_eq!(q.ready_count(), 0);
     }
 }

@@ -2,15 +2,20 @@
 //! taken in batches (one wake-up handles everything waiting), then ready messages are handed to
 //! consumers with credit and sent to their connections, grouped per connection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{self, Duration, Instant};
 
+use super::admission::Admission;
 use super::consumers::{ConsumerId, ConsumerSpec};
+use super::dead_letters::dead_letter_message;
 use super::state::{Delivery, OwnerId, Position, QueueState};
+use crate::broker::dead_letter::{effective_ttl, DeathReason};
 use crate::broker::message::Message;
+use crate::broker::queue_args::{Overflow, QueueArgs};
 use crate::broker::registry::{QueueSpec, Registry};
 use crate::error::AmqpError;
 use crate::protocol::{FieldTable, ReplyCode, ShortStr};
@@ -19,6 +24,8 @@ use crate::protocol::{FieldTable, ReplyCode, ShortStr};
 pub const MAILBOX: usize = 1024;
 /// Most commands handled, and most deliveries made, per wake-up.
 const BATCH: usize = 256;
+/// How long after a message's expiry the idle-queue timer fires.
+const TICK: Duration = Duration::from_millis(1);
 
 /// A queue as everyone else sees it: its fixed properties and its mailbox.
 #[derive(Debug)]
@@ -31,7 +38,19 @@ pub struct QueueShared {
     /// The connection that owns an exclusive queue.
     pub exclusive_owner: Option<u64>,
     pub arguments: FieldTable,
+    /// The validated arguments, for what publishers apply (overflow, dead-lettering).
+    pub args: QueueArgs,
+    /// Present for a length-limited queue that refuses publishes (`reject-publish(-dlx)`).
+    pub admission: Option<Admission>,
     pub tx: mpsc::Sender<Command>,
+}
+
+impl QueueShared {
+    /// Whether the queue takes a message of `size` bytes now (always, unless it refuses
+    /// publishes when full).
+    pub fn admit(&self, size: u64) -> bool {
+        self.admission.as_ref().is_none_or(|a| a.try_admit(size))
+    }
 }
 
 pub type QueueRef = Arc<QueueShared>;
@@ -74,6 +93,16 @@ pub enum ConnEvent {
     },
 }
 
+/// How a consumer settles deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Ack,
+    /// nack/reject with requeue=true (and recover).
+    Requeue,
+    /// nack/reject with requeue=false: dead-lettered (reason `rejected`) or dropped.
+    Reject,
+}
+
 #[derive(Debug)]
 pub enum Command {
     /// Messages routed here by one connection since its last batch, in publish order.
@@ -101,6 +130,10 @@ pub enum Command {
         owner: OwnerId,
         positions: Vec<Position>,
     },
+    Reject {
+        owner: OwnerId,
+        positions: Vec<Position>,
+    },
     OwnerClosed(OwnerId),
     /// Channel-wide credit was freed elsewhere: try to dispatch.
     Wake,
@@ -115,7 +148,12 @@ pub enum Command {
 }
 
 /// Starts the task of a new queue.
-pub fn spawn(spec: &QueueSpec, exclusive_owner: Option<u64>, registry: Weak<Registry>) -> QueueRef {
+pub fn spawn(
+    spec: &QueueSpec,
+    args: QueueArgs,
+    exclusive_owner: Option<u64>,
+    registry: Weak<Registry>,
+) -> QueueRef {
     static IDS: AtomicU64 = AtomicU64::new(1);
     let (tx, rx) = mpsc::channel(MAILBOX);
     let me = Arc::new(QueueShared {
@@ -125,6 +163,10 @@ pub fn spawn(spec: &QueueSpec, exclusive_owner: Option<u64>, registry: Weak<Regi
         auto_delete: spec.auto_delete,
         exclusive_owner,
         arguments: spec.arguments.clone(),
+        admission: (args.overflow != Overflow::DropHead
+            && (args.max_length.is_some() || args.max_length_bytes.is_some()))
+        .then(|| Admission::new(args.max_length, args.max_length_bytes)),
+        args: args.clone(),
         tx,
     });
     let task = QueueTask {
@@ -132,10 +174,18 @@ pub fn spawn(spec: &QueueSpec, exclusive_owner: Option<u64>, registry: Weak<Regi
         name: spec.name.clone(),
         auto_delete: spec.auto_delete,
         registry,
-        state: QueueState::new(),
+        state: {
+            let mut state = QueueState::with_max_priority(args.max_priority);
+            state.set_delivery_limit(args.effective_delivery_limit());
+            state
+        },
         sinks: HashMap::new(),
         exclusive_consumer: None,
         had_consumer: false,
+        waiting: VecDeque::new(),
+        expires: args.expires.map(Duration::from_millis),
+        last_used: Instant::now(),
+        args,
     };
     tokio::spawn(task.run(rx));
     me
@@ -153,6 +203,14 @@ struct QueueTask {
     sinks: HashMap<ConsumerId, Sink>,
     exclusive_consumer: Option<ConsumerId>,
     had_consumer: bool,
+    /// Single active consumer: the consumers waiting to take over, in arrival order.
+    waiting: VecDeque<(ConsumerSpec, Sink)>,
+    /// `x-expires`: the queue is deleted once unused (no consumers, no get, no declare) for
+    /// this long.
+    expires: Option<Duration>,
+    /// The last use, or when the last consumer left.
+    last_used: Instant,
+    args: QueueArgs,
 }
 
 enum Flow {
@@ -163,19 +221,41 @@ enum Flow {
 impl QueueTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut out = Vec::new();
-        while let Some(first) = rx.recv().await {
-            let mut flow = self.handle(first);
-            let mut taken = 1;
-            while matches!(flow, Flow::Continue) && taken < BATCH {
-                match rx.try_recv() {
-                    Ok(cmd) => flow = self.handle(cmd),
-                    Err(_) => break,
-                }
-                taken += 1;
-            }
-            if matches!(flow, Flow::Stop) {
+        loop {
+            // Woken by a command, or by the head message's expiry on an idle queue (1 ms
+            // after it, since a message expires once the clock is strictly past its expiry).
+            let wake = self.next_wake();
+            let first = tokio::select! {
+                biased;
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => Some(cmd),
+                    None => break,
+                },
+                () = time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => None,
+            };
+            let now = Instant::now();
+            self.state.set_clock(now);
+            if first.is_none() && self.unused_deadline().is_some_and(|at| at <= now) {
+                // Expired queues are deleted without dead-lettering their messages.
+                self.shut_down();
                 break;
             }
+            if let Some(first) = first {
+                let mut flow = self.handle(first);
+                let mut taken = 1;
+                while matches!(flow, Flow::Continue) && taken < BATCH {
+                    match rx.try_recv() {
+                        Ok(cmd) => flow = self.handle(cmd),
+                        Err(_) => break,
+                    }
+                    taken += 1;
+                }
+                if matches!(flow, Flow::Stop) {
+                    break;
+                }
+            }
+            self.state.expire_head();
+            self.settle_expired();
             loop {
                 out.clear();
                 let n = self.state.dispatch(BATCH, &mut out);
@@ -185,6 +265,8 @@ impl QueueTask {
                 }
                 tokio::task::yield_now().await;
             }
+            self.settle_expired();
+            self.enforce_limits();
             if self.auto_delete_due() {
                 self.shut_down();
                 break;
@@ -195,8 +277,21 @@ impl QueueTask {
     fn handle(&mut self, cmd: Command) -> Flow {
         match cmd {
             Command::Publish(messages) => {
+                let taken = count64(messages.len());
+                let taken_bytes = messages.iter().map(|m| m.body_size()).sum();
+                let now = Instant::now();
                 for message in messages {
-                    self.state.publish(message);
+                    let ttl = effective_ttl(self.args.message_ttl, message.ttl);
+                    let expires_at = ttl.map(|ms| now + Duration::from_millis(ms));
+                    self.state.publish_expiring(message, expires_at);
+                }
+                // Mirror first, then release the admissions: publishers never see less.
+                if let Some(me) = self.me.upgrade() {
+                    if let Some(admission) = &me.admission {
+                        let ready = count64(self.state.ready_count());
+                        admission.mirror(ready, self.state.ready_bytes());
+                        admission.taken(taken, taken_bytes);
+                    }
                 }
             }
             Command::Consume {
@@ -205,14 +300,20 @@ impl QueueTask {
                 exclusive,
                 reply,
             } => {
-                let busy = self.exclusive_consumer.is_some()
-                    || (exclusive && self.state.consumer_count() > 0);
+                let busy =
+                    self.exclusive_consumer.is_some() || (exclusive && self.consumer_total() > 0);
                 if busy {
                     let _ = reply.send(Err(AmqpError::access_refused(format!(
                         "queue '{}' in vhost '{}' in exclusive use",
                         self.name,
                         self.vhost()
                     ))));
+                } else if self.args.single_active_consumer && self.state.consumer_count() > 0 {
+                    // Single active consumer: later consumers wait their turn, in order.
+                    self.waiting.push_back((spec, sink));
+                    self.had_consumer = true;
+                    self.last_used = Instant::now();
+                    let _ = reply.send(Ok(()));
                 } else {
                     if exclusive {
                         self.exclusive_consumer = Some(spec.id);
@@ -220,6 +321,7 @@ impl QueueTask {
                     self.sinks.insert(spec.id, sink);
                     self.state.add_consumer(spec);
                     self.had_consumer = true;
+                    self.last_used = Instant::now();
                     let _ = reply.send(Ok(()));
                 }
             }
@@ -238,7 +340,9 @@ impl QueueTask {
                 no_ack,
                 reply,
             } => {
+                self.last_used = Instant::now();
                 let _ = reply.send(self.state.get(owner, no_ack));
+                self.settle_expired();
             }
             Command::Ack { owner, positions } => {
                 for p in positions {
@@ -250,7 +354,15 @@ impl QueueTask {
                     self.state.requeue(owner, p);
                 }
             }
+            Command::Reject { owner, positions } => {
+                for p in positions {
+                    if let Some(entry) = self.state.ack(owner, p) {
+                        self.dead_letter(&entry.message, DeathReason::Rejected);
+                    }
+                }
+            }
             Command::OwnerClosed(owner) => {
+                self.waiting.retain(|(_, sink)| sink.owner != owner);
                 let gone: Vec<ConsumerId> = self
                     .sinks
                     .iter()
@@ -266,10 +378,12 @@ impl QueueTask {
             Command::Purge(reply) => {
                 let _ = reply.send(self.state.purge());
             }
+            // Asked by every declare of the existing queue, which renews its lease.
             Command::Stats(reply) => {
+                self.last_used = Instant::now();
                 let _ = reply.send((
                     count(self.state.ready_count()),
-                    count(self.state.consumer_count()),
+                    count(self.consumer_total()),
                 ));
             }
             Command::Delete {
@@ -278,7 +392,7 @@ impl QueueTask {
                 reply,
             } => {
                 let resource = format!("queue '{}' in vhost '{}'", self.name, self.vhost());
-                if if_unused && self.state.consumer_count() > 0 {
+                if if_unused && self.consumer_total() > 0 {
                     let _ = reply.send(Err(AmqpError::new(
                         ReplyCode::PRECONDITION_FAILED,
                         format!("{resource} in use"),
@@ -299,9 +413,67 @@ impl QueueTask {
         Flow::Continue
     }
 
+    /// When the task must wake up without a command: the head message's expiry (1 ms after
+    /// it, since a message expires once the clock is strictly past it) or the queue's own.
+    fn next_wake(&self) -> Option<Instant> {
+        let message = self.state.next_expiry().map(|at| at + TICK);
+        match (message, self.unused_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the queue expires if it stays unused; `None` while it has consumers.
+    fn unused_deadline(&self) -> Option<Instant> {
+        let expires = self.expires?;
+        (self.consumer_total() == 0).then(|| self.last_used + expires)
+    }
+
+    /// Drop-head: drops (dead-letters with reason `maxlen`) from the head until the ready
+    /// messages fit the limits. Runs after dispatch, so a waiting consumer still gets a message
+    /// a full queue would drop (RabbitMQ delivers before enqueueing). Then mirrors the ready
+    /// count for publishers of a queue that refuses publishes instead.
+    fn enforce_limits(&mut self) {
+        let (max_len, max_bytes) = (self.args.max_length, self.args.max_length_bytes);
+        if self.args.overflow == Overflow::DropHead {
+            while max_len.is_some_and(|m| count64(self.state.ready_count()) > m)
+                || max_bytes.is_some_and(|m| self.state.ready_bytes() > m)
+            {
+                let Some(entry) = self.state.drop_head() else {
+                    break;
+                };
+                self.dead_letter(&entry.message, DeathReason::Maxlen);
+            }
+            self.settle_expired();
+        } else if let Some(me) = self.me.upgrade() {
+            if let Some(admission) = &me.admission {
+                admission.mirror(count64(self.state.ready_count()), self.state.ready_bytes());
+            }
+        }
+    }
+
+    /// Dead-letters (or drops) the messages that expired.
+    fn settle_expired(&mut self) {
+        for entry in self.state.take_expired() {
+            self.dead_letter(&entry.message, DeathReason::Expired);
+        }
+        for entry in self.state.take_over_limit() {
+            self.dead_letter(&entry.message, DeathReason::DeliveryLimit);
+        }
+    }
+
+    fn dead_letter(&self, message: &Message, reason: DeathReason) {
+        if self.args.dead_letter_exchange.is_none() {
+            return;
+        }
+        if let Some(registry) = self.registry.upgrade() {
+            dead_letter_message(&registry, &self.name, &self.args, message, reason);
+        }
+    }
+
     /// An auto-delete queue goes when its last consumer does (never before it had one).
     fn auto_delete_due(&self) -> bool {
-        self.auto_delete && self.had_consumer && self.state.consumer_count() == 0
+        self.auto_delete && self.had_consumer && self.consumer_total() == 0
     }
 
     fn vhost(&self) -> String {
@@ -312,11 +484,29 @@ impl QueueTask {
     }
 
     fn remove_consumer(&mut self, id: ConsumerId) {
+        // Unused from now on if it was the last consumer.
+        self.last_used = Instant::now();
+        if let Some(i) = self.waiting.iter().position(|(spec, _)| spec.id == id) {
+            self.waiting.remove(i);
+            return;
+        }
         self.state.cancel_consumer(id);
         self.sinks.remove(&id);
         if self.exclusive_consumer == Some(id) {
             self.exclusive_consumer = None;
         }
+        // Single active consumer: the longest-waiting consumer takes over.
+        if self.state.consumer_count() == 0 {
+            if let Some((spec, sink)) = self.waiting.pop_front() {
+                self.sinks.insert(spec.id, sink);
+                self.state.add_consumer(spec);
+            }
+        }
+    }
+
+    /// Consumers, the waiting single-active-consumer ones included (as RabbitMQ counts them).
+    fn consumer_total(&self) -> usize {
+        self.state.consumer_count() + self.waiting.len()
     }
 
     /// Leaves the registry, gives back the channel credit held by unacknowledged messages and
@@ -326,7 +516,14 @@ impl QueueTask {
             registry.remove_queue(&me);
         }
         self.state.release_all();
-        for (_, sink) in self.sinks.drain() {
+        let waiting = self.waiting.drain(..).map(|(_, sink)| sink);
+        let sinks: Vec<Sink> = self
+            .sinks
+            .drain()
+            .map(|(_, sink)| sink)
+            .chain(waiting)
+            .collect();
+        for sink in sinks {
             let _ = sink.events.send(ConnEvent::Cancelled {
                 channel: sink.channel,
                 owner: sink.owner,
@@ -373,6 +570,10 @@ impl QueueTask {
             let _ = tx.send(ConnEvent::Deliver(batch));
         }
     }
+}
+
+fn count64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 fn count(n: usize) -> u32 {

@@ -1,0 +1,126 @@
+//! Dead-lettering from a queue task: the copy is built by [`crate::broker::dead_letter`] and
+//! routed through the vhost's exchanges, like a publish, but from the queue.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::mpsc::error::TrySendError;
+
+use super::task::Command;
+use crate::broker::dead_letter::{dead_letter, DeadLetterTarget, Death, DeathReason};
+use crate::broker::message::Message;
+use crate::broker::queue_args::QueueArgs;
+use crate::broker::registry::Registry;
+use crate::protocol::{FieldValue, ShortStr};
+
+/// Dead-letters `message`, which left the queue `queue` for `reason`. Without a dead-letter
+/// exchange, or when that exchange does not exist, the message is dropped silently (RabbitMQ).
+/// The copy shares the body (`Bytes`), only its properties are new.
+pub fn dead_letter_message(
+    registry: &Registry,
+    queue: &str,
+    args: &QueueArgs,
+    message: &Message,
+    reason: DeathReason,
+) {
+    let Some(exchange) = &args.dead_letter_exchange else {
+        return;
+    };
+    let keys = death_routing_keys(message);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let death = Death {
+        queue,
+        reason,
+        exchange: message.exchange.as_str(),
+        routing_keys: &keys,
+        // BCC keys are not kept after routing (they are removed from the headers).
+        bcc: &[],
+        now_ms,
+    };
+    let target = DeadLetterTarget {
+        exchange,
+        routing_key: args.dead_letter_routing_key.as_deref(),
+    };
+    let dl = dead_letter(
+        &message.properties,
+        message.deaths.as_deref(),
+        &death,
+        &target,
+    );
+    let exchange_name = String::from_utf8_lossy(&dl.exchange).into_owned();
+    let route_keys: Vec<String> = dl
+        .routing_keys
+        .iter()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    let first_key = dl
+        .x_death_routing_keys
+        .first()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .unwrap_or_default();
+    let mut queues = Vec::new();
+    let key_refs: Vec<&str> = route_keys.iter().map(String::as_str).collect();
+    if registry
+        .route(
+            &exchange_name,
+            &key_refs,
+            dl.properties.headers.as_ref(),
+            &mut queues,
+        )
+        .is_err()
+    {
+        return;
+    }
+    queues.retain(|q| !dl.is_cycle(&q.name));
+    if queues.is_empty() {
+        return;
+    }
+    let copy = Arc::new(Message {
+        exchange: ShortStr::from(exchange_name),
+        routing_key: ShortStr::from(first_key),
+        properties: dl.properties,
+        body: message.body.clone(),
+        ttl: None,
+        deaths: Some(Arc::new(dl.deaths)),
+    });
+    for q in queues {
+        // A full queue that refuses publishes refuses dead-lettered copies too.
+        if !q.admit(copy.body_size()) {
+            continue;
+        }
+        // Never wait on another queue's mailbox from a queue task (two queues dead-lettering
+        // into each other would deadlock): a full mailbox gets the copy from a helper task.
+        match q.tx.try_send(Command::Publish(vec![Arc::clone(&copy)])) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(cmd)) => {
+                tokio::spawn(async move {
+                    let _ = q.tx.send(cmd).await;
+                });
+            }
+        }
+    }
+}
+
+/// The keys the message was published with, as `x-death` shows them: its routing key, then
+/// the `CC` header's keys.
+fn death_routing_keys(message: &Message) -> Vec<Bytes> {
+    let mut keys = vec![Bytes::copy_from_slice(
+        message.routing_key.as_str().as_bytes(),
+    )];
+    if let Some(FieldValue::Array(cc)) = message
+        .properties
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("CC"))
+    {
+        for key in cc {
+            if let FieldValue::LongStr(k) = key {
+                keys.push(Bytes::copy_from_slice(k));
+            }
+        }
+    }
+    keys
+}
