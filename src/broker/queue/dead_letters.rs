@@ -124,3 +124,72 @@ fn death_routing_keys(message: &Message) -> Vec<Bytes> {
     }
     keys
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc;
+
+    use super::super::task::QueueShared;
+    use super::*;
+    use crate::broker::registry::QueueSpec;
+    use crate::protocol::{BasicProperties, FieldTable};
+
+    /// The dead-lettered copy must point at the very bytes of the original body: routing a
+    /// message to its DLX costs new properties, never a body copy.
+    #[test]
+    fn the_dead_lettered_copy_shares_the_body() {
+        let registry = Registry::new("/");
+        let (tx, mut rx) = mpsc::channel(8);
+        let spec = QueueSpec {
+            name: "dlq".into(),
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            arguments: FieldTable::new(),
+        };
+        registry
+            .declare_queue(&spec, 1, || {
+                Ok(Arc::new(QueueShared {
+                    name: "dlq".into(),
+                    id: 1,
+                    durable: false,
+                    auto_delete: false,
+                    exclusive_owner: None,
+                    arguments: FieldTable::new(),
+                    args: QueueArgs::default(),
+                    admission: None,
+                    tx,
+                }))
+            })
+            .unwrap();
+        let args = QueueArgs {
+            dead_letter_exchange: Some(Bytes::from_static(b"")),
+            dead_letter_routing_key: Some(Bytes::from_static(b"dlq")),
+            ..QueueArgs::default()
+        };
+        let original = Message {
+            exchange: "work-exchange".into(),
+            routing_key: "work".into(),
+            properties: BasicProperties::default(),
+            body: Bytes::from(vec![7u8; 64 * 1024]),
+            ttl: None,
+            deaths: None,
+        };
+        dead_letter_message(&registry, "work", &args, &original, DeathReason::Rejected);
+
+        let Ok(Command::Publish(copies)) = rx.try_recv() else {
+            panic!("the DLX route should have delivered one publish to dlq");
+        };
+        assert_eq!(copies.len(), 1);
+        let copy = &copies[0];
+        assert_eq!(
+            copy.body.as_ptr(),
+            original.body.as_ptr(),
+            "body was copied"
+        );
+        assert_eq!(copy.body.len(), original.body.len());
+        assert_eq!(copy.routing_key.as_str(), "dlq");
+        let headers = copy.properties.headers.as_ref().unwrap();
+        assert!(matches!(headers.get("x-death"), Some(FieldValue::Array(a)) if a.len() == 1));
+    }
+}
