@@ -13,6 +13,9 @@ use serde::Deserialize;
 /// The smallest frame_max AMQP allows (`FRAME_MIN_SIZE`).
 pub const FRAME_MIN_SIZE: u32 = 4096;
 
+/// RabbitMQ's default `consumer_timeout`: 30 minutes, in milliseconds.
+pub const DEFAULT_CONSUMER_TIMEOUT: u64 = 1_800_000;
+
 /// The broker's settings. `validate` keeps: `frame_max >= 4096`, `channel_max >= 1`,
 /// `handshake_timeout >= 1`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -34,6 +37,10 @@ pub struct Config {
     pub channel_max: u16,
     /// Largest message body in bytes (enforced once publishing exists).
     pub max_message_size: u64,
+    /// Milliseconds a delivery may stay unacknowledged before its channel is closed with 406
+    /// (RabbitMQ's `consumer_timeout`); 0 disables the check. A queue's `x-consumer-timeout`
+    /// overrides it for that queue's deliveries.
+    pub consumer_timeout: u64,
     /// Users that may only log in from a loopback address (RabbitMQ's `loopback_users`).
     pub loopback_users: Vec<String>,
     pub users: Vec<UserConfig>,
@@ -52,6 +59,7 @@ impl Default for Config {
             frame_max: 131_072,
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
+            consumer_timeout: DEFAULT_CONSUMER_TIMEOUT,
             loopback_users: vec!["guest".to_owned()],
             users: Vec::new(),
             vhosts: Vec::new(),
@@ -151,6 +159,7 @@ pub struct Overrides {
     pub frame_max: Option<u32>,
     pub channel_max: Option<u16>,
     pub max_message_size: Option<u64>,
+    pub consumer_timeout: Option<u64>,
 }
 
 impl Overrides {
@@ -189,6 +198,7 @@ impl Overrides {
             frame_max: parsed(&lookup, "WARREN_FRAME_MAX")?,
             channel_max: parsed(&lookup, "WARREN_CHANNEL_MAX")?,
             max_message_size: parsed(&lookup, "WARREN_MAX_MESSAGE_SIZE")?,
+            consumer_timeout: parsed(&lookup, "WARREN_CONSUMER_TIMEOUT")?,
         })
     }
 
@@ -216,6 +226,9 @@ impl Overrides {
         }
         if let Some(v) = self.max_message_size {
             config.max_message_size = v;
+        }
+        if let Some(v) = self.consumer_timeout {
+            config.consumer_timeout = v;
         }
     }
 }
@@ -313,6 +326,7 @@ mod tests {
             "frame_max",
             "channel_max",
             "max_message_size",
+            "consumer_timeout",
             "loopback_users",
             "[[users]]",
             "[[vhosts]]",
@@ -328,6 +342,31 @@ mod tests {
         assert_eq!(config, Config::default());
         assert_eq!(config.listen.to_string(), "0.0.0.0:5672");
         assert_eq!(config.max_message_size, 134_217_728);
+        assert_eq!(config.consumer_timeout, 1_800_000);
+    }
+
+    #[test]
+    fn consumer_timeout_comes_from_file_env_and_cli() {
+        let file = write_file("consumer_timeout = 5000\n");
+        let path = file.path().to_str().unwrap();
+        let from_file = resolve(Overrides::default(), env(&[("WARREN_CONFIG", path)])).unwrap();
+        assert_eq!(from_file.consumer_timeout, 5000);
+        let from_env = env(&[("WARREN_CONFIG", path), ("WARREN_CONSUMER_TIMEOUT", "0")]);
+        assert_eq!(
+            resolve(Overrides::default(), from_env.clone())
+                .unwrap()
+                .consumer_timeout,
+            0
+        );
+        let cli = Overrides {
+            consumer_timeout: Some(300),
+            ..Overrides::default()
+        };
+        assert_eq!(resolve(cli, from_env).unwrap().consumer_timeout, 300);
+        let err =
+            Overrides::from_env(|k| (k == "WARREN_CONSUMER_TIMEOUT").then(|| "soon".to_owned()))
+                .unwrap_err();
+        assert!(err.to_string().contains("WARREN_CONSUMER_TIMEOUT"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
@@ -259,7 +260,8 @@ async fn run(
                 Some((d, remaining)) => {
                     let tag = ch.next_tag();
                     if !d.settled {
-                        ch.unacked.insert(tag, (Arc::clone(&q), d.position));
+                        ch.unacked
+                            .insert(tag, (Arc::clone(&q), d.position, Instant::now()));
                     }
                     let ok = BasicGetOk {
                         delivery_tag: tag,
@@ -330,8 +332,10 @@ async fn run(
             let Some(tx) = ch.tx.replace(Tx::default()) else {
                 return Err(precondition("channel is not transactional"));
             };
+            // The timeout clock restarts for what the rollback puts back.
+            let now = Instant::now();
             for (tag, q, p, _) in tx.settles {
-                ch.unacked.insert(tag, (q, p));
+                ch.unacked.insert(tag, (q, p, now));
             }
             out.push(Out::Method(n, Method::TxRollbackOk(TxRollbackOk)));
         }

@@ -9,6 +9,7 @@ mod state;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -20,8 +21,17 @@ use crate::broker::queue::{Command, Outgoing, OwnerId};
 use crate::error::{AmqpError, Scope};
 use crate::protocol::{
     BasicCancel, BasicDeliver, ChannelClose, ChannelCloseOk, ChannelFlowOk, ChannelOpenOk,
-    ContentHeader, Method, ShortStr, CLASS_CONNECTION,
+    ContentHeader, Method, ReplyCode, ShortStr, CLASS_CONNECTION,
 };
+
+/// RabbitMQ's text for a channel closed by the consumer (acknowledgement) timeout.
+pub fn consumer_timeout_message(channel: u16, timeout_ms: u64) -> String {
+    format!(
+        "delivery acknowledgement on channel {channel} timed out. Timeout value used: \
+         {timeout_ms} ms. This timeout value can be configured, see consumers doc guide to \
+         learn more"
+    )
+}
 
 /// A frame addressed to a channel other than 0, as the connection hands it over.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,6 +246,8 @@ impl ChannelTable {
     /// gets what the queue sent it before the cancel.
     pub async fn deliver(&mut self, batch: Vec<Outgoing>, out: &mut Vec<Out>) {
         let backlog = self.session.as_ref().map(|s| Arc::clone(&s.backlog));
+        // One clock read per batch: the consumer timeout counts from here.
+        let now = Instant::now();
         for o in batch {
             if let (true, Some(backlog)) = (o.counted, &backlog) {
                 backlog.release();
@@ -257,8 +269,8 @@ impl ChannelTable {
                 continue;
             }
             let tag = ch.next_tag();
-            if let Some(ack) = o.ack {
-                ch.unacked.insert(tag, ack);
+            if let Some((q, position)) = o.ack {
+                ch.unacked.insert(tag, (q, position, now));
             }
             let deliver = BasicDeliver {
                 consumer_tag: o.tag,
@@ -278,6 +290,43 @@ impl ChannelTable {
                 ch.wake_consumer_queues(|_| false).await;
             }
         }
+    }
+
+    /// Whether some open channel has deliveries awaiting acknowledgement.
+    pub fn any_unacked(&self) -> bool {
+        self.channels
+            .values()
+            .any(|ch| !ch.closing && !ch.unacked.is_empty())
+    }
+
+    /// The consumer (acknowledgement) timeout: closes each channel holding a delivery
+    /// unacknowledged for longer than its timeout with RabbitMQ's 406 (what it held is
+    /// requeued, as on any close), and returns the earliest deadline still ahead.
+    pub async fn check_ack_timeouts(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) -> Option<Instant> {
+        let default_ms = self.session.as_ref()?.consumer_timeout;
+        let mut earliest: Option<Instant> = None;
+        let mut expired: Vec<(u16, u64)> = Vec::new();
+        for ch in self.channels.values().filter(|ch| !ch.closing) {
+            match ch.ack_deadline(now, default_ms) {
+                Err(ms) => expired.push((ch.number, ms)),
+                Ok(Some(deadline)) => {
+                    earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+                }
+                Ok(None) => {}
+            }
+        }
+        for (channel, ms) in expired {
+            let error = AmqpError::new(
+                ReplyCode::PRECONDITION_FAILED,
+                consumer_timeout_message(channel, ms),
+            );
+            self.fail(channel, error, out).await;
+        }
+        earliest
     }
 
     /// The connection has taken the deliveries of just-cancelled consumers.

@@ -33,6 +33,9 @@ pub struct Session {
     pub exclusive_queues: Vec<QueueRef>,
     /// Deliveries sent to this connection by queues and not yet handled.
     pub backlog: Arc<Backlog>,
+    /// The server-wide consumer timeout in ms (0: none); a queue's `x-consumer-timeout`
+    /// overrides it.
+    pub consumer_timeout: u64,
     /// Publishes routed but not yet sent, one batch per queue (keyed by queue id), so a burst
     /// crosses to each queue task as one command.
     held: HashMap<u64, (QueueRef, Vec<Arc<Message>>)>,
@@ -58,6 +61,7 @@ impl Session {
             cancel_notify,
             exclusive_queues: Vec::new(),
             backlog: Arc::new(Backlog::new(BACKLOG)),
+            consumer_timeout: crate::config::DEFAULT_CONSUMER_TIMEOUT,
             held: HashMap::new(),
             held_count: 0,
         }

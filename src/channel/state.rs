@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::assembler::Assembler;
 use super::session::Session;
@@ -51,7 +52,8 @@ pub struct Channel {
     pub closing: bool,
     pub assembler: Assembler,
     pub consumers: HashMap<ShortStr, ConsumerEntry>,
-    pub unacked: BTreeMap<u64, (QueueRef, Position)>,
+    /// Tag -> (queue, position, when it was delivered); the time drives the consumer timeout.
+    pub unacked: BTreeMap<u64, (QueueRef, Position, Instant)>,
     next_tag: u64,
     pub touched: HashMap<u64, QueueRef>,
     /// basic.qos global=false: the prefetch of consumers created from now on.
@@ -113,7 +115,7 @@ impl Channel {
     ) -> Result<Vec<(u64, QueueRef, Position)>, AmqpError> {
         if multiple && tag == 0 {
             let all = std::mem::take(&mut self.unacked);
-            return Ok(all.into_iter().map(|(t, (q, p))| (t, q, p)).collect());
+            return Ok(all.into_iter().map(|(t, (q, p, _))| (t, q, p)).collect());
         }
         if !self.unacked.contains_key(&tag) {
             return Err(AmqpError::new(
@@ -124,12 +126,12 @@ impl Channel {
         if multiple {
             let rest = self.unacked.split_off(&(tag + 1));
             let taken = std::mem::replace(&mut self.unacked, rest);
-            return Ok(taken.into_iter().map(|(t, (q, p))| (t, q, p)).collect());
+            return Ok(taken.into_iter().map(|(t, (q, p, _))| (t, q, p)).collect());
         }
         Ok(self
             .unacked
             .remove(&tag)
-            .map(|(q, p)| vec![(tag, q, p)])
+            .map(|(q, p, _)| vec![(tag, q, p)])
             .unwrap_or_default())
     }
 
@@ -157,6 +159,25 @@ impl Channel {
             self.wake_consumer_queues(|id| per_queue.iter().any(|(q, _)| q.id == id))
                 .await;
         }
+    }
+
+    /// The consumer (acknowledgement) timeout: the first unacknowledged delivery older than
+    /// its timeout (the queue's `x-consumer-timeout`, else `default_ms`; 0 disables) as
+    /// `Err(timeout in ms)`, else the earliest deadline still ahead, if any.
+    pub fn ack_deadline(&self, now: Instant, default_ms: u64) -> Result<Option<Instant>, u64> {
+        let mut earliest: Option<Instant> = None;
+        for (q, _, delivered) in self.unacked.values() {
+            let ms = q.args.consumer_timeout.unwrap_or(default_ms);
+            if ms == 0 {
+                continue;
+            }
+            let deadline = *delivered + Duration::from_millis(ms);
+            if deadline <= now {
+                return Err(ms);
+            }
+            earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+        }
+        Ok(earliest)
     }
 
     /// Sends `Wake` to the queues this channel consumes from, except those `skip` names.
@@ -214,7 +235,8 @@ mod tests {
         let mut ch = Channel::new(1);
         let q = queue();
         for tag in tags {
-            ch.unacked.insert(*tag, (Arc::clone(&q), *tag * 10));
+            ch.unacked
+                .insert(*tag, (Arc::clone(&q), *tag * 10, Instant::now()));
         }
         ch
     }

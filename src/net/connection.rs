@@ -69,6 +69,10 @@ const PENDING_MAX: usize = 256;
 /// Most queue events handled before writing.
 const EVENT_BATCH: usize = 64;
 
+/// Longest wait between consumer-timeout checks while deliveries await acknowledgement
+/// (RabbitMQ checks about once a minute).
+const ACK_TIMEOUT_TICK: Duration = Duration::from_secs(1);
+
 /// Serves one client until either side closes or the broker shuts down.
 pub(super) async fn run(
     stream: TcpStream,
@@ -164,9 +168,14 @@ impl Connection {
         // When we last waited on something other than the socket (a full queue mailbox): bytes
         // the peer sent meanwhile are unread, not missing.
         let mut busy_until = Instant::now();
+        // The next consumer-timeout check: at the earliest deadline seen by the last one, and
+        // at least every `ACK_TIMEOUT_TICK` while deliveries await acknowledgement (a newer
+        // one may come from a queue with a shorter timeout). No timer per delivery.
+        let mut next_ack_check = Instant::now();
         loop {
             let quiet_since = self.reader.last_read().max(busy_until);
             let deadline = (self.heartbeat > 0).then(|| quiet_since + silence_limit);
+            let ack_check = self.channels.any_unacked().then_some(next_ack_check);
             // Not biased: a client that publishes without pause must still get its deliveries,
             // and one that is flooded with deliveries must still have its acks read.
             let frame = tokio::select! {
@@ -181,6 +190,19 @@ impl Connection {
                         let message = missed_heartbeats_message(self.heartbeat);
                         error!(peer = %self.peer, "{message}");
                         return End::Drop(message);
+                    }
+                    continue;
+                }
+                () = sleep_until_some(ack_check) => {
+                    let now = Instant::now();
+                    let earliest = self
+                        .channels
+                        .check_ack_timeouts(now.into_std(), &mut self.pending)
+                        .await;
+                    let tick = now + ACK_TIMEOUT_TICK;
+                    next_ack_check = earliest.map_or(tick, |at| Instant::from_std(at).min(tick));
+                    if let Err(end) = self.flush().await {
+                        return end;
                     }
                     continue;
                 }

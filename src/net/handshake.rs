@@ -206,12 +206,14 @@ impl Connection {
                 AmqpError::not_allowed(format!("vhost {vhost} not found")).on(10, 40),
             ));
         };
-        self.channels.attach(crate::channel::Session::new(
+        let mut session = crate::channel::Session::new(
             registry,
             self.events_tx.clone(),
             self.ctx.config.max_message_size,
             self.cancel_notify,
-        ));
+        );
+        session.consumer_timeout = self.ctx.config.consumer_timeout;
+        self.channels.attach(session);
         self.send(0, &Method::ConnectionOpenOk(ConnectionOpenOk))
             .await?;
         info!(
