@@ -18,3 +18,5 @@ pub use task::{spawn, Command, ConnEvent, Outgoing, QueueRef, QueueShared, Settl
 
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod timer_tests;
