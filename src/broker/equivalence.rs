@@ -95,31 +95,8 @@ fn describe(v: Option<&FieldValue>) -> String {
         FieldValue::Timestamp(n) => n.to_string(),
         other => format!("{other:?}"),
     };
-    let kind = type_name(v);
+    let kind = v.type_name();
     format!("the value '{value}' of type '{kind}'")
-}
-
-/// RabbitMQ's name of a field type, as its error texts show it.
-pub fn type_name(v: &FieldValue) -> &'static str {
-    match v {
-        FieldValue::Bool(_) => "bool",
-        FieldValue::I8(_) => "byte",
-        FieldValue::U8(_) => "unsignedbyte",
-        FieldValue::I16(_) => "short",
-        FieldValue::U16(_) => "unsignedshort",
-        FieldValue::I32(_) => "signedint",
-        FieldValue::U32(_) => "unsignedint",
-        FieldValue::I64(_) => "long",
-        FieldValue::F32(_) => "float",
-        FieldValue::F64(_) => "double",
-        FieldValue::Decimal { .. } => "decimal",
-        FieldValue::LongStr(_) => "longstr",
-        FieldValue::ByteArray(_) => "binary",
-        FieldValue::Array(_) => "array",
-        FieldValue::Timestamp(_) => "timestamp",
-        FieldValue::Table(_) => "table",
-        FieldValue::Void => "void",
-    }
 }
 
 #[cfg(test)]

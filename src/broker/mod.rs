@@ -17,7 +17,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub use equivalence::type_name;
 pub use users::{is_loopback, AuthError, User};
 pub use vhost::{Permission, VHost};
 

@@ -23,7 +23,7 @@ use bytes::Bytes;
 
 use crate::protocol::{FieldTable, FieldValue};
 
-use erl_term::{integer, type_name, value_term, Term};
+use erl_term::{integer, value_term, Term};
 
 /// The largest `x-message-ttl` / `x-expires` (and per-message `expiration`): ten years in
 /// milliseconds (`?MAX_EXPIRY_TIMER`; 3.10.8 accepts 315360000000 and refuses one more).
@@ -242,9 +242,9 @@ impl QueueArgs {
 
         if let Some(value) = args.get("x-dead-letter-exchange") {
             if !matches!(value, FieldValue::LongStr(_)) {
-                return Err(fail(QueueArgErrorKind::DeadLetterExchangeType(type_name(
-                    value,
-                ))));
+                return Err(fail(QueueArgErrorKind::DeadLetterExchangeType(
+                    value.type_name(),
+                )));
             }
         }
 
@@ -263,7 +263,7 @@ impl QueueArgs {
             Some(other) => {
                 return Err(invalid(
                     "x-queue-type",
-                    ArgProblem::UnacceptableType(type_name(other)),
+                    ArgProblem::UnacceptableType(other.type_name()),
                 ))
             }
         };
@@ -295,7 +295,7 @@ impl QueueArgs {
                     Ok(())
                 }
                 FieldValue::LongStr(_) => Err(ArgProblem::RoutingKeyButNoDlx),
-                other => Err(ArgProblem::UnacceptableType(type_name(other))),
+                other => Err(ArgProblem::UnacceptableType(other.type_name())),
             };
             check("x-dead-letter-routing-key", result)?;
         }
@@ -338,7 +338,7 @@ impl QueueArgs {
                     parsed.single_active_consumer = *on;
                     Ok(())
                 }
-                other => Err(ArgProblem::UnacceptableType(type_name(other))),
+                other => Err(ArgProblem::UnacceptableType(other.type_name())),
             };
             check("x-single-active-consumer", result)?;
         }
@@ -473,7 +473,7 @@ pub fn check_equivalence(
 }
 
 fn int(value: &FieldValue) -> Result<i64, ArgProblem> {
-    integer(value).ok_or(ArgProblem::NotAnInteger(type_name(value)))
+    integer(value).ok_or(ArgProblem::NotAnInteger(value.type_name()))
 }
 
 fn non_negative(value: &FieldValue) -> Result<u64, ArgProblem> {
@@ -513,7 +513,7 @@ fn overflow(value: &FieldValue) -> Result<Overflow, ArgProblem> {
             b"reject-publish-dlx" => Ok(Overflow::RejectPublishDlx),
             _ => Err(ArgProblem::InvalidOverflow),
         },
-        other => Err(ArgProblem::UnacceptableType(type_name(other))),
+        other => Err(ArgProblem::UnacceptableType(other.type_name())),
     }
 }
 
@@ -526,7 +526,7 @@ fn queue_mode(value: &FieldValue) -> Result<QueueMode, ArgProblem> {
                 other,
             ))),
         },
-        other => Err(ArgProblem::UnacceptableType(type_name(other))),
+        other => Err(ArgProblem::UnacceptableType(other.type_name())),
     }
 }
 
@@ -621,7 +621,7 @@ impl Shown {
             Shown::Typed(value) => {
                 out.extend_from_slice(b"the value '");
                 out.extend_from_slice(&raw(value));
-                out.extend_from_slice(format!("' of type '{}'", type_name(value)).as_bytes());
+                out.extend_from_slice(format!("' of type '{}'", value.type_name()).as_bytes());
             }
             Shown::Bare(value) => {
                 out.push(b'\'');

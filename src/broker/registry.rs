@@ -195,7 +195,7 @@ impl Registry {
                     Some(other) => {
                         return Err(precondition(format!(
                             "invalid type '{}' for arg 'alternate-exchange' in {res}",
-                            equivalence::type_name(other)
+                            other.type_name()
                         )))
                     }
                 }

@@ -20,7 +20,6 @@ use crate::broker::queue::{
 use crate::broker::queue_args::{self, Overflow, QueueArgs, QueueFlags, QueueName};
 use crate::broker::registry::{queue_arg_error, Dest, ExchangeSpec, QueueSpec, ReplyConsumer};
 use crate::broker::token;
-use crate::broker::type_name;
 use crate::error::AmqpError;
 use crate::protocol::*;
 
@@ -602,11 +601,11 @@ fn routing_keys(
                         FieldValue::LongStr(s) => {
                             keys.push(String::from_utf8_lossy(s).into_owned())
                         }
-                        other => return Err(invalid(type_name(other))),
+                        other => return Err(invalid(other.type_name())),
                     }
                 }
             }
-            Some(other) => return Err(invalid(type_name(other))),
+            Some(other) => return Err(invalid(other.type_name())),
         }
     }
     headers.remove("BCC");

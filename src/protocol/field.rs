@@ -296,6 +296,32 @@ impl From<FieldTable> for FieldValue {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FieldTable(Vec<(ShortStr, FieldValue)>);
 
+impl FieldValue {
+    /// RabbitMQ's name for this value's type (`rabbit_binary_parser`), which its error texts
+    /// print ("invalid type 'signedint' …").
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            FieldValue::Bool(_) => "bool",
+            FieldValue::I8(_) => "byte",
+            FieldValue::U8(_) => "unsignedbyte",
+            FieldValue::I16(_) => "short",
+            FieldValue::U16(_) => "unsignedshort",
+            FieldValue::I32(_) => "signedint",
+            FieldValue::U32(_) => "unsignedint",
+            FieldValue::I64(_) => "long",
+            FieldValue::F32(_) => "float",
+            FieldValue::F64(_) => "double",
+            FieldValue::Decimal { .. } => "decimal",
+            FieldValue::LongStr(_) => "longstr",
+            FieldValue::ByteArray(_) => "binary",
+            FieldValue::Array(_) => "array",
+            FieldValue::Timestamp(_) => "timestamp",
+            FieldValue::Table(_) => "table",
+            FieldValue::Void => "void",
+        }
+    }
+}
+
 impl FieldTable {
     pub fn new() -> FieldTable {
         FieldTable::default()

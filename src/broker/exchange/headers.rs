@@ -77,37 +77,12 @@ fn match_mode(args: &FieldTable) -> Result<(Mode, bool), HeadersBindingError> {
                 String::from_utf8_lossy(other).into_owned(),
             )),
         },
-        Some(other) => Err(HeadersBindingError::MatchModeNotAString(erlang_type_name(
-            other,
-        ))),
+        Some(other) => Err(HeadersBindingError::MatchModeNotAString(other.type_name())),
     }
 }
 
 pub(super) fn validate(args: &FieldTable) -> Result<(), HeadersBindingError> {
     match_mode(args).map(|_| ())
-}
-
-/// RabbitMQ's names for field types, as its error texts print them.
-fn erlang_type_name(value: &FieldValue) -> &'static str {
-    match value {
-        FieldValue::Bool(_) => "bool",
-        FieldValue::I8(_) => "byte",
-        FieldValue::U8(_) => "unsignedbyte",
-        FieldValue::I16(_) => "short",
-        FieldValue::U16(_) => "unsignedshort",
-        FieldValue::I32(_) => "signedint",
-        FieldValue::U32(_) => "unsignedint",
-        FieldValue::I64(_) => "long",
-        FieldValue::F32(_) => "float",
-        FieldValue::F64(_) => "double",
-        FieldValue::Decimal { .. } => "decimal",
-        FieldValue::LongStr(_) => "longstr",
-        FieldValue::ByteArray(_) => "binary",
-        FieldValue::Array(_) => "array",
-        FieldValue::Timestamp(_) => "timestamp",
-        FieldValue::Table(_) => "table",
-        FieldValue::Void => "void",
-    }
 }
 
 enum Number {

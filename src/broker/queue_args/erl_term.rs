@@ -172,29 +172,6 @@ fn float_text(value: f64) -> String {
     }
 }
 
-/// RabbitMQ's name for a field's type (`rabbit_binary_parser`), as its texts print it.
-pub(crate) fn type_name(value: &FieldValue) -> &'static str {
-    match value {
-        FieldValue::Bool(_) => "bool",
-        FieldValue::I8(_) => "byte",
-        FieldValue::U8(_) => "unsignedbyte",
-        FieldValue::I16(_) => "short",
-        FieldValue::U16(_) => "unsignedshort",
-        FieldValue::I32(_) => "signedint",
-        FieldValue::U32(_) => "unsignedint",
-        FieldValue::I64(_) => "long",
-        FieldValue::F32(_) => "float",
-        FieldValue::F64(_) => "double",
-        FieldValue::Decimal { .. } => "decimal",
-        FieldValue::LongStr(_) => "longstr",
-        FieldValue::ByteArray(_) => "binary",
-        FieldValue::Array(_) => "array",
-        FieldValue::Timestamp(_) => "timestamp",
-        FieldValue::Table(_) => "table",
-        FieldValue::Void => "void",
-    }
-}
-
 /// A field value's integer when its type is in RabbitMQ's integer class
 /// (`?INTEGER_ARG_TYPES`: byte, short, signedint, long and their unsigned forms).
 pub(crate) fn integer(value: &FieldValue) -> Option<i64> {
@@ -227,7 +204,7 @@ pub(crate) fn value_term(value: &FieldValue) -> Term {
         FieldValue::Array(items) => Term::List(
             items
                 .iter()
-                .map(|item| Term::Tuple(vec![Term::Atom(type_name(item)), value_term(item)]))
+                .map(|item| Term::Tuple(vec![Term::Atom(item.type_name()), value_term(item)]))
                 .collect(),
         ),
         FieldValue::Table(table) => Term::List(
@@ -236,7 +213,7 @@ pub(crate) fn value_term(value: &FieldValue) -> Term {
                 .map(|(key, item)| {
                     Term::Tuple(vec![
                         Term::Bin(Bytes::copy_from_slice(key.as_bytes())),
-                        Term::Atom(type_name(item)),
+                        Term::Atom(item.type_name()),
                         value_term(item),
                     ])
                 })
