@@ -9,10 +9,6 @@ use bytes::Bytes;
 use common::*;
 use warren::protocol::*;
 
-fn s(v: &str) -> FieldValue {
-    FieldValue::LongStr(Bytes::copy_from_slice(v.as_bytes()))
-}
-
 fn declare_limited(name: &str, limit: i32) -> Method {
     let mut arguments = FieldTable::new();
     arguments.insert("x-delivery-limit", limit);
@@ -84,7 +80,10 @@ async fn requeues_count_and_the_limit_dead_letters() {
     );
     c.consume(1, "dlq", "d", true).await;
     let (body, reason) = dead_reason(&mut c).await;
-    assert_eq!((&body[..], reason), (&b"poison"[..], s("delivery_limit")));
+    assert_eq!(
+        (&body[..], reason),
+        (&b"poison"[..], longstr("delivery_limit"))
+    );
 }
 
 #[tokio::test]
@@ -112,5 +111,5 @@ async fn a_lost_channel_counts_as_a_return() {
     .await;
     c.consume(1, "dlq", "d", true).await;
     let (body, reason) = dead_reason(&mut c).await;
-    assert_eq!((&body[..], reason), (&b"m"[..], s("delivery_limit")));
+    assert_eq!((&body[..], reason), (&b"m"[..], longstr("delivery_limit")));
 }

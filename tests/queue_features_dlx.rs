@@ -7,29 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
 use warren::protocol::*;
-
-fn declare_args(name: &str, pairs: &[(&str, FieldValue)]) -> Method {
-    let mut arguments = FieldTable::new();
-    for (k, v) in pairs {
-        arguments.insert(*k, v.clone());
-    }
-    Method::QueueDeclare(QueueDeclare {
-        queue: name.into(),
-        passive: false,
-        durable: false,
-        exclusive: false,
-        auto_delete: false,
-        no_wait: false,
-        arguments,
-    })
-}
-
-fn s(v: &str) -> FieldValue {
-    FieldValue::LongStr(Bytes::copy_from_slice(v.as_bytes()))
-}
 
 fn keys(t: &FieldTable) -> Vec<String> {
     t.iter().map(|(k, _)| k.as_str().to_owned()).collect()
@@ -68,16 +47,16 @@ fn assert_death(
     ]);
     assert_eq!(keys(t), expected);
     if let Some(e) = expiration {
-        assert_eq!(t.get("original-expiration"), Some(&s(e)));
+        assert_eq!(t.get("original-expiration"), Some(&longstr(e)));
     }
     assert_eq!(t.get("count"), Some(&FieldValue::I64(count)));
-    assert_eq!(t.get("reason"), Some(&s(reason)));
-    assert_eq!(t.get("queue"), Some(&s(queue)));
+    assert_eq!(t.get("reason"), Some(&longstr(reason)));
+    assert_eq!(t.get("queue"), Some(&longstr(queue)));
     assert!(matches!(t.get("time"), Some(FieldValue::Timestamp(_))));
-    assert_eq!(t.get("exchange"), Some(&s("")));
+    assert_eq!(t.get("exchange"), Some(&longstr("")));
     assert_eq!(
         t.get("routing-keys"),
-        Some(&FieldValue::Array(rk.iter().map(|k| s(k)).collect()))
+        Some(&FieldValue::Array(rk.iter().map(|k| longstr(k)).collect()))
     );
 }
 
@@ -88,11 +67,11 @@ async fn a_rejected_message_is_dead_lettered_with_x_death() {
     c.open_channel(1).await;
     c.ok(
         1,
-        declare_args(
+        declare_with_args(
             "src",
             &[
-                ("x-dead-letter-exchange", s("")),
-                ("x-dead-letter-routing-key", s("dead")),
+                ("x-dead-letter-exchange", longstr("")),
+                ("x-dead-letter-routing-key", longstr("dead")),
             ],
         ),
         "queue.declare-ok",
@@ -146,7 +125,7 @@ async fn a_rejected_message_is_dead_lettered_with_x_death() {
         ("x-first-death-queue", "src"),
         ("x-first-death-exchange", ""),
     ] {
-        assert_eq!(h.get(k), Some(&s(v)), "{k}");
+        assert_eq!(h.get(k), Some(&longstr(v)), "{k}");
     }
     let Some(FieldValue::Array(deaths)) = h.get("x-death") else {
         panic!("no x-death array")
@@ -162,7 +141,7 @@ async fn an_expired_message_is_dead_lettered_without_its_expiration() {
     c.open_channel(1).await;
     c.ok(
         1,
-        declare_args("wait", &[("x-dead-letter-exchange", s("amq.direct"))]),
+        declare_with_args("wait", &[("x-dead-letter-exchange", longstr("amq.direct"))]),
         "queue.declare-ok",
     )
     .await;
@@ -186,7 +165,7 @@ async fn an_expired_message_is_dead_lettered_without_its_expiration() {
     );
     assert_eq!(content.properties.expiration, None);
     let h = content.properties.headers.unwrap();
-    assert_eq!(h.get("x-first-death-reason"), Some(&s("expired")));
+    assert_eq!(h.get("x-first-death-reason"), Some(&longstr("expired")));
     let Some(FieldValue::Array(deaths)) = h.get("x-death") else {
         panic!("no x-death array")
     };
@@ -200,19 +179,19 @@ async fn missing_dlx_drops_and_automatic_cycles_are_dropped() {
     c.open_channel(1).await;
     c.ok(
         1,
-        declare_args("nodlx", &[("x-dead-letter-exchange", s("missing"))]),
+        declare_with_args("nodlx", &[("x-dead-letter-exchange", longstr("missing"))]),
         "queue.declare-ok",
     )
     .await;
     // Expires into itself: dropped as a cycle after one death.
     c.ok(
         1,
-        declare_args(
+        declare_with_args(
             "loop",
             &[
                 ("x-message-ttl", FieldValue::I32(50)),
-                ("x-dead-letter-exchange", s("")),
-                ("x-dead-letter-routing-key", s("loop")),
+                ("x-dead-letter-exchange", longstr("")),
+                ("x-dead-letter-routing-key", longstr("loop")),
             ],
         ),
         "queue.declare-ok",
@@ -236,11 +215,11 @@ async fn reject_then_wait_then_retry_counts_deaths() {
     c.open_channel(1).await;
     c.ok(
         1,
-        declare_args(
+        declare_with_args(
             "work",
             &[
-                ("x-dead-letter-exchange", s("")),
-                ("x-dead-letter-routing-key", s("retry")),
+                ("x-dead-letter-exchange", longstr("")),
+                ("x-dead-letter-routing-key", longstr("retry")),
             ],
         ),
         "queue.declare-ok",
@@ -248,12 +227,12 @@ async fn reject_then_wait_then_retry_counts_deaths() {
     .await;
     c.ok(
         1,
-        declare_args(
+        declare_with_args(
             "retry",
             &[
                 ("x-message-ttl", FieldValue::I32(100)),
-                ("x-dead-letter-exchange", s("")),
-                ("x-dead-letter-routing-key", s("work")),
+                ("x-dead-letter-exchange", longstr("")),
+                ("x-dead-letter-routing-key", longstr("work")),
             ],
         ),
         "queue.declare-ok",
@@ -275,7 +254,7 @@ async fn reject_then_wait_then_retry_counts_deaths() {
     // Twice round: rejected by work, expired in retry; the latest death first.
     assert_death(&deaths[0], None, 2, "expired", "retry", &["retry"]);
     assert_death(&deaths[1], None, 2, "rejected", "work", &["work"]);
-    assert_eq!(h.get("x-last-death-reason"), Some(&s("expired")));
-    assert_eq!(h.get("x-last-death-queue"), Some(&s("retry")));
-    assert_eq!(h.get("x-first-death-reason"), Some(&s("rejected")));
+    assert_eq!(h.get("x-last-death-reason"), Some(&longstr("expired")));
+    assert_eq!(h.get("x-last-death-queue"), Some(&longstr("retry")));
+    assert_eq!(h.get("x-first-death-reason"), Some(&longstr("rejected")));
 }

@@ -7,29 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
 use warren::protocol::*;
-
-fn s(v: &str) -> FieldValue {
-    FieldValue::LongStr(Bytes::copy_from_slice(v.as_bytes()))
-}
-
-fn declare(name: &str, pairs: &[(&str, FieldValue)]) -> Method {
-    let mut arguments = FieldTable::new();
-    for (k, v) in pairs {
-        arguments.insert(*k, v.clone());
-    }
-    Method::QueueDeclare(QueueDeclare {
-        queue: name.into(),
-        passive: false,
-        durable: false,
-        exclusive: false,
-        auto_delete: false,
-        no_wait: false,
-        arguments,
-    })
-}
 
 /// Every ready body, by basic.get with no-ack until get-empty.
 async fn drain(c: &mut RawClient, queue: &str) -> Vec<Vec<u8>> {
@@ -98,12 +77,12 @@ async fn drop_head_dead_letters_the_oldest() {
     c.declare_queue(1, "dlq").await;
     c.ok(
         1,
-        declare(
+        declare_with_args(
             "q",
             &[
                 ("x-max-length", FieldValue::I32(2)),
-                ("x-dead-letter-exchange", s("")),
-                ("x-dead-letter-routing-key", s("dlq")),
+                ("x-dead-letter-exchange", longstr("")),
+                ("x-dead-letter-routing-key", longstr("dlq")),
             ],
         ),
         "queue.declare-ok",
@@ -111,7 +90,7 @@ async fn drop_head_dead_letters_the_oldest() {
     .await;
     c.ok(
         1,
-        declare("b", &[("x-max-length-bytes", FieldValue::I32(10))]),
+        declare_with_args("b", &[("x-max-length-bytes", FieldValue::I32(10))]),
         "queue.declare-ok",
     )
     .await;
@@ -127,8 +106,8 @@ async fn drop_head_dead_letters_the_oldest() {
     let content = c.next_content().await;
     assert_eq!(&content.body[..], b"1");
     let h = content.properties.headers.unwrap();
-    assert_eq!(death_reason(&h), (s("maxlen"), FieldValue::I64(1)));
-    assert_eq!(h.get("x-first-death-queue"), Some(&s("q")));
+    assert_eq!(death_reason(&h), (longstr("maxlen"), FieldValue::I64(1)));
+    assert_eq!(h.get("x-first-death-queue"), Some(&longstr("q")));
 }
 
 #[tokio::test]
@@ -138,11 +117,11 @@ async fn reject_publish_nacks_and_other_queues_still_take_it() {
     c.open_channel(1).await;
     c.ok(
         1,
-        declare(
+        declare_with_args(
             "r",
             &[
                 ("x-max-length", FieldValue::I32(1)),
-                ("x-overflow", s("reject-publish")),
+                ("x-overflow", longstr("reject-publish")),
             ],
         ),
         "queue.declare-ok",
@@ -186,13 +165,13 @@ async fn reject_publish_dlx_nacks_and_dead_letters() {
     c.declare_queue(1, "dlq").await;
     c.ok(
         1,
-        declare(
+        declare_with_args(
             "r",
             &[
                 ("x-max-length", FieldValue::I32(1)),
-                ("x-overflow", s("reject-publish-dlx")),
-                ("x-dead-letter-exchange", s("")),
-                ("x-dead-letter-routing-key", s("dlq")),
+                ("x-overflow", longstr("reject-publish-dlx")),
+                ("x-dead-letter-exchange", longstr("")),
+                ("x-dead-letter-routing-key", longstr("dlq")),
             ],
         ),
         "queue.declare-ok",
@@ -214,5 +193,5 @@ async fn reject_publish_dlx_nacks_and_dead_letters() {
     let content = c.next_content().await;
     assert_eq!(&content.body[..], b"refused");
     let h = content.properties.headers.unwrap();
-    assert_eq!(death_reason(&h), (s("maxlen"), FieldValue::I64(1)));
+    assert_eq!(death_reason(&h), (longstr("maxlen"), FieldValue::I64(1)));
 }

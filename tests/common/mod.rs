@@ -520,3 +520,27 @@ pub fn get(queue: &str, no_ack: bool) -> Method {
         no_ack,
     })
 }
+
+/// A long-string field value, the type RabbitMQ clients send for string arguments.
+#[allow(dead_code)]
+pub fn longstr(v: &str) -> FieldValue {
+    FieldValue::LongStr(Bytes::copy_from_slice(v.as_bytes()))
+}
+
+/// `queue.declare` of a plain (non-durable, non-exclusive) queue with these arguments.
+#[allow(dead_code)]
+pub fn declare_with_args(name: &str, pairs: &[(&str, FieldValue)]) -> Method {
+    let mut arguments = FieldTable::new();
+    for (k, v) in pairs {
+        arguments.insert(*k, v.clone());
+    }
+    Method::QueueDeclare(warren::protocol::QueueDeclare {
+        queue: name.into(),
+        passive: false,
+        durable: false,
+        exclusive: false,
+        auto_delete: false,
+        no_wait: false,
+        arguments,
+    })
+}
