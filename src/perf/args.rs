@@ -68,6 +68,11 @@ pub struct ThroughputArgs {
     #[arg(short = 'C', long = "pmessages")]
     pub producer_messages: Option<u64>,
 
+    /// Messages each consumer receives before stopping (PerfTest's `-D`). Without `-z`, the
+    /// run ends once every consumer has them, so `-x 0 -y 1 -D N` times draining N messages.
+    #[arg(short = 'D', long = "cmessages")]
+    pub consumer_messages: Option<u64>,
+
     /// Queue name: one shared named queue. Without it each consumer gets its own server-named
     /// exclusive queue bound to the exchange, so every consumer sees every message.
     #[arg(short = 'u', long = "queue")]
@@ -165,6 +170,7 @@ mod tests {
         assert!(!args.persistent());
         assert_eq!(args.time, None);
         assert_eq!(args.producer_messages, None);
+        assert_eq!(args.consumer_messages, None);
         assert_eq!(args.queue, None);
         assert_eq!(args.queues, 1);
         assert_eq!(args.exchange, "direct");
@@ -193,6 +199,8 @@ mod tests {
             "20",
             "-C",
             "1000",
+            "-D",
+            "3000",
             "-u",
             "perf",
             "--queues",
@@ -210,6 +218,7 @@ mod tests {
         assert_eq!((args.prefetch, args.confirm), (100, 100));
         assert!(args.persistent() && !args.mandatory());
         assert_eq!((args.time, args.producer_messages), (Some(20), Some(1000)));
+        assert_eq!(args.consumer_messages, Some(3000));
         assert_eq!(args.queue_names(), ["perf-1", "perf-2", "perf-3"]);
         assert_eq!(args.uri, "amqp://u:p@h:5673/%2f");
         assert_eq!(args.exchange, "");

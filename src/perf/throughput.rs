@@ -36,6 +36,10 @@ const POLL: Duration = Duration::from_millis(100);
 /// producers finished (messages lost or never routed must not hang the run).
 const DRAIN_IDLE: Duration = Duration::from_secs(2);
 
+/// The same with `-D`: the consumers expect more, so a broker paging a deep backlog back in
+/// gets longer before the run gives up on it.
+const DRAIN_IDLE_EXPECTING: Duration = Duration::from_secs(30);
+
 /// A failed run.
 #[derive(Debug)]
 pub enum PerfError {
@@ -423,7 +427,10 @@ async fn consume(
     const BATCH: usize = 256;
     let mut batch = Vec::with_capacity(BATCH);
     let mut unacked = 0u32;
-    loop {
+    // With `-D`: what this consumer still takes; deliveries past it stay unacked and go back
+    // to the queue when the connection closes.
+    let mut wanted = args.consumer_messages.unwrap_or(u64::MAX);
+    while wanted > 0 {
         let received = tokio::select! {
             n = consumer.recv_many(&mut batch, BATCH) => n,
             _ = stop.changed() => return Ok(()),
@@ -438,6 +445,9 @@ async fn consume(
                 error,
             });
         }
+        batch.truncate(usize::try_from(wanted).unwrap_or(usize::MAX));
+        let received = batch.len();
+        wanted -= received as u64;
         // Stamps are only comparable with this process's clock: without producers here, the
         // messages came from another run.
         if args.producers > 0 {
@@ -468,9 +478,9 @@ async fn consume(
                     unacked = 0;
                 }
             }
-            // Caught up with a partial batch: ack what is held so a prefetch below the ack
-            // interval cannot stall the consumer.
-            if unacked > 0 && received < BATCH {
+            // Caught up with a partial batch (or done): ack what is held so a prefetch below
+            // the ack interval cannot stall the consumer.
+            if unacked > 0 && (received < BATCH || wanted == 0) {
                 if let Some(last) = batch.last() {
                     channel
                         .basic_ack(last.delivery_tag, true)
@@ -482,6 +492,7 @@ async fn consume(
         }
         batch.clear();
     }
+    Ok(())
 }
 
 /// Publish times of unconfirmed messages, settled by the channel's confirm events into the
@@ -588,6 +599,19 @@ async fn produce(
         // by this publish may be queued behind us on this worker.
         tokio::task::consume_budget().await;
     }
+    // All sent: wait for the last window's confirms, so that `-C N` ends with N confirmed
+    // (a backlog run restarts the broker next and counts on them).
+    if window > 0 && seq >= limit {
+        tokio::select! {
+            confirmed = channel.wait_for_confirms() => {
+                confirmed.map_err(client("waiting for the last confirms"))?;
+            }
+            _ = stop.changed() => {}
+        }
+        if let Some(tracker) = tracker.as_mut() {
+            tracker.drain(stats.now_ns());
+        }
+    }
     Ok(())
 }
 
@@ -644,6 +668,14 @@ async fn monitor(
         };
         count * u64::from(args.producers) * fanout
     });
+    let consumer_target = args
+        .consumer_messages
+        .map(|count| count * u64::from(args.consumers));
+    let idle_limit = if consumer_target.is_some() {
+        DRAIN_IDLE_EXPECTING
+    } else {
+        DRAIN_IDLE
+    };
     let mut last_progress = (start, 0u64);
     loop {
         tokio::time::sleep(POLL).await;
@@ -689,8 +721,11 @@ async fn monitor(
             break;
         }
         if args.time.is_none() && producers.iter().all(|p| p.task.is_finished()) {
-            let done = expected.is_some_and(|expected| received >= expected);
-            let idle = now.duration_since(last_progress.0) >= DRAIN_IDLE;
+            let done = match consumer_target {
+                Some(target) => received >= target,
+                None => expected.is_some_and(|expected| received >= expected),
+            };
+            let idle = now.duration_since(last_progress.0) >= idle_limit;
             if done || idle || args.consumers == 0 {
                 break;
             }
