@@ -44,8 +44,8 @@ BROKER_PID=
 SAMPLER_PID=
 
 cleanup() {
-    [[ -n $SAMPLER_PID ]] && kill "$SAMPLER_PID" 2>/dev/null || true
-    [[ -n $BROKER_PID ]] && kill -KILL "$BROKER_PID" 2>/dev/null || true
+    if [[ -n $SAMPLER_PID ]]; then kill "$SAMPLER_PID" 2>/dev/null || true; fi
+    if [[ -n $BROKER_PID ]]; then kill -KILL "$BROKER_PID" 2>/dev/null || true; fi
     [[ $KEEP == 1 ]] || rm -rf "$DATA"
 }
 trap cleanup EXIT
@@ -136,7 +136,7 @@ drain_s=$(json "$OUT/drain.log" duration_s)
 ((${#drain_flags[@]})) || drain_s=$(python3 -c "print(max($drain_s - 2, 1e-9))")
 drain_rate=$(python3 -c "print(round($drained / $drain_s))")
 left=$($COUNT "$URI" $QUEUE)
-echo done > "$PHASE_FILE"
+echo "done" > "$PHASE_FILE"
 stop_broker
 disk=$(du -sh "$DATA" 2>/dev/null | cut -f1)
 

@@ -41,7 +41,10 @@ rabbit_env() {
 }
 
 cleanup() {
-    [[ -n $WARREN_PID ]] && kill -TERM "$WARREN_PID" 2>/dev/null && wait "$WARREN_PID" || true
+    if [[ -n $WARREN_PID ]]; then
+        kill -TERM "$WARREN_PID" 2>/dev/null || true
+        wait "$WARREN_PID" || true
+    fi
     rm -rf "$OUT/data"
     if [[ -n $RABBIT_STARTED ]]; then
         (cd $R && rabbit_env rabbitmqctl stop > /dev/null 2>&1) || true
