@@ -10,9 +10,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::broker::{Broker, BrokerError};
+use crate::broker::persist::Persistence;
+use crate::broker::{recovery, Broker, BrokerError};
 use crate::config::{Config, ConfigError};
 use crate::net::{self, Context};
+use crate::store::{RocksOptions, RocksStore, StoreError};
 
 /// Entry point of the broker as a library (the binary and the tests use it).
 pub struct Server;
@@ -26,7 +28,22 @@ impl Server {
             path: config.data_dir.clone(),
             message: e.to_string(),
         })?;
-        let broker = Broker::from_config(&config).map_err(ServerError::Broker)?;
+        let store_dir = config.data_dir.join("store");
+        let store =
+            RocksStore::open(&store_dir, &RocksOptions::default()).map_err(ServerError::Store)?;
+        let persistence = Arc::new(Persistence::new(Arc::new(store)).map_err(ServerError::Store)?);
+        let broker = Broker::with_persistence(&config, Arc::clone(&persistence))
+            .map_err(ServerError::Broker)?;
+        let report = recovery::recover(&broker, &persistence).map_err(ServerError::Store)?;
+        info!(
+            path = %store_dir.display(),
+            exchanges = report.exchanges,
+            queues = report.queues,
+            bindings = report.bindings,
+            messages = report.messages,
+            elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+            "store opened, definitions and messages recovered"
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| ServerError::Bind {
@@ -85,8 +102,16 @@ impl ServerHandle {
 pub enum ServerError {
     Config(ConfigError),
     Broker(BrokerError),
-    DataDir { path: PathBuf, message: String },
-    Bind { addr: SocketAddr, message: String },
+    DataDir {
+        path: PathBuf,
+        message: String,
+    },
+    /// The store cannot be opened (in use, another format version, damaged) or recovered.
+    Store(StoreError),
+    Bind {
+        addr: SocketAddr,
+        message: String,
+    },
 }
 
 impl fmt::Display for ServerError {
@@ -102,6 +127,7 @@ impl fmt::Display for ServerError {
                 )
             }
             ServerError::Bind { addr, message } => write!(f, "cannot listen on {addr}: {message}"),
+            ServerError::Store(e) => write!(f, "cannot start: {e}"),
         }
     }
 }

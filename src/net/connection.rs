@@ -316,8 +316,10 @@ impl Connection {
     /// Encodes what the channels produced and hands it to the writer in one piece; publisher
     /// confirms for consecutive sequence numbers become one `basic.ack multiple=true`.
     async fn flush(&mut self) -> Result<(), End> {
-        // Confirms in `pending` promise the messages are in their queues.
-        self.channels.send_held().await;
+        // Confirms in `pending` promise the messages are in their queues (and on disk).
+        if let Err(e) = self.channels.send_held().await {
+            return Err(End::Close(e));
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
