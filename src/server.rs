@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use crate::alarm::{self, Alarms, Limits};
 use crate::broker::persist::Persistence;
 use crate::broker::{recovery, Broker, BrokerError};
 use crate::config::{Config, ConfigError};
@@ -55,9 +56,11 @@ impl Server {
             message: e.to_string(),
         })?;
         info!(%local_addr, version = env!("CARGO_PKG_VERSION"), "Warren listening for AMQP 0-9-1");
+        let alarms = start_alarms(&config);
         let ctx = Arc::new(Context {
             config: Arc::new(config),
             broker: Arc::new(broker),
+            alarms: alarms.clone(),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (alive_tx, alive_rx) = mpsc::channel(1);
@@ -67,8 +70,18 @@ impl Server {
             shutdown: shutdown_tx,
             alive: alive_rx,
             listener: listener_task,
+            alarms,
         })
     }
+}
+
+/// The memory and disk monitor, watching the data directory's filesystem.
+fn start_alarms(config: &Config) -> Alarms {
+    let limits = Limits {
+        memory_high_watermark: config.vm_memory_high_watermark,
+        disk_free_limit: config.disk_free_limit,
+    };
+    Alarms::start(&config.data_dir, limits, alarm::DEFAULT_INTERVAL)
 }
 
 /// A running server. Dropping it without `shutdown` also closes every connection with 320,
@@ -78,11 +91,17 @@ pub struct ServerHandle {
     shutdown: watch::Sender<bool>,
     alive: mpsc::Receiver<()>,
     listener: JoinHandle<()>,
+    alarms: Alarms,
 }
 
 impl ServerHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The resource monitor: its thresholds can be changed while the server runs.
+    pub fn alarms(&self) -> &Alarms {
+        &self.alarms
     }
 
     /// Stops accepting, closes every connection with 320 CONNECTION_FORCED, and returns once
