@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -16,6 +16,9 @@ use crate::broker::{recovery, Broker, BrokerError};
 use crate::config::{Config, ConfigError};
 use crate::net::{self, Context};
 use crate::store::{RocksOptions, RocksStore, StoreError};
+
+/// How long shutdown waits for the queue tasks to stop and the store to close.
+const STORE_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Entry point of the broker as a library (the binary and the tests use it).
 pub struct Server;
@@ -57,9 +60,12 @@ impl Server {
         })?;
         info!(%local_addr, version = env!("CARGO_PKG_VERSION"), "Warren listening for AMQP 0-9-1");
         let alarms = start_alarms(&config);
+        let broker = Arc::new(broker);
+        let handles = (Arc::downgrade(&broker), Arc::downgrade(&persistence));
+        drop(persistence);
         let ctx = Arc::new(Context {
             config: Arc::new(config),
-            broker: Arc::new(broker),
+            broker,
             alarms: alarms.clone(),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -71,6 +77,8 @@ impl Server {
             alive: alive_rx,
             listener: listener_task,
             alarms,
+            broker: handles.0,
+            persistence: handles.1,
         })
     }
 }
@@ -92,6 +100,9 @@ pub struct ServerHandle {
     alive: mpsc::Receiver<()>,
     listener: JoinHandle<()>,
     alarms: Alarms,
+    broker: Weak<Broker>,
+    /// Gone once every queue task has stopped and the store is closed (its lock released).
+    persistence: Weak<Persistence>,
 }
 
 impl ServerHandle {
@@ -112,6 +123,20 @@ impl ServerHandle {
         let _ = (&mut self.listener).await;
         // Every sender belongs to the listener or a connection; `None` means all are gone.
         let _ = self.alive.recv().await;
+        // Queue tasks stop once nothing holds their queues; the last one to go closes the
+        // store (finishing the commits already submitted), which releases the data dir.
+        if let Some(broker) = self.broker.upgrade() {
+            for registry in broker.registries() {
+                registry.forget_queues();
+            }
+        }
+        let deadline = tokio::time::Instant::now() + STORE_CLOSE_TIMEOUT;
+        while self.persistence.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if self.persistence.strong_count() > 0 {
+            tracing::warn!("store still in use after shutdown; it closes when the process exits");
+        }
         info!("shutdown complete");
     }
 }

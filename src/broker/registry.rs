@@ -252,6 +252,12 @@ impl Registry {
         changes
     }
 
+    /// Shutdown: drops every queue handle (the store keeps them) so the queue tasks stop.
+    pub fn forget_queues(&self) {
+        let queues = std::mem::take(&mut self.write().queues);
+        drop(queues);
+    }
+
     /// Recovery: a durable exchange read back from the store.
     pub fn restore_exchange(&self, name: &str, record: ExchangeRecord) -> bool {
         let Some(kind) = ExchangeKind::parse(&record.kind) else {

@@ -485,3 +485,96 @@ fn load(
     out.sort_by_key(|l| l.position);
     Ok((out, last.map_or(cursor, |l| l + 1)))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::atomic::AtomicU64;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::protocol::{BasicProperties, FieldTable};
+    use crate::store::MemoryStore;
+
+    fn queue(id: u64, durable: bool) -> QueueShared {
+        let (tx, _) = mpsc::channel(1);
+        QueueShared {
+            name: format!("q{id}"),
+            id,
+            durable,
+            auto_delete: false,
+            exclusive_owner: None,
+            arguments: FieldTable::new(),
+            args: Default::default(),
+            admission: None,
+            tx,
+            positions: AtomicU64::new(10),
+        }
+    }
+
+    fn message(delivery_mode: u8) -> Arc<Message> {
+        Arc::new(Message {
+            exchange: "x".into(),
+            routing_key: "k".into(),
+            properties: BasicProperties {
+                delivery_mode: Some(delivery_mode),
+                ..Default::default()
+            },
+            body: Bytes::from_static(b"body"),
+            ttl: None,
+            deaths: None,
+        })
+    }
+
+    #[test]
+    fn a_message_routed_to_many_durable_queues_stores_its_body_once() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let p = Persistence::new(Arc::clone(&store)).unwrap();
+        let queues = [
+            queue(1, true),
+            queue(2, true),
+            queue(3, true),
+            queue(4, false),
+        ];
+        let m = message(2);
+        let mut batch = Batch::new();
+        let mut id = None;
+        let sent: Vec<Enqueued> = queues
+            .iter()
+            .map(|q| enqueue_for(Some(&p), q, &m, &mut batch, &mut id))
+            .collect();
+        let puts = batch
+            .ops()
+            .iter()
+            .filter(|op| matches!(op, Op::PutMessage { .. }))
+            .count();
+        let enqueues = batch
+            .ops()
+            .iter()
+            .filter(|op| matches!(op, Op::Enqueue { .. }))
+            .count();
+        assert_eq!((puts, enqueues), (1, 3));
+        let stored: Vec<bool> = sent.iter().map(|e| e.stored).collect();
+        assert_eq!(stored, [true, true, true, false]);
+        assert!(sent.iter().all(|e| e.position == 10));
+        store.commit(batch, Durability::Sync).unwrap();
+        assert_eq!(store.message_refs(id.unwrap()).unwrap(), 3);
+        let (_, meta) = store.scan_queue(2, 0, 10).unwrap().pop().unwrap();
+        assert_eq!(Meta::decode(&meta.meta).unwrap().body_size, 4);
+
+        // Transient messages are never written by the publisher, nor is anything without a
+        // store.
+        let mut batch = Batch::new();
+        let mut id = None;
+        let e = enqueue_for(Some(&p), &queues[0], &message(1), &mut batch, &mut id);
+        assert!(!e.stored && batch.is_empty() && id.is_none());
+        let e = enqueue_for(None, &queues[0], &m, &mut batch, &mut id);
+        assert!(!e.stored && batch.is_empty());
+        assert_eq!(
+            queues[0].take_position(),
+            13,
+            "every publish takes a position"
+        );
+    }
+}

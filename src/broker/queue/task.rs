@@ -286,6 +286,8 @@ enum Flow {
 impl QueueTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut out = Vec::new();
+        // A recovered queue starts with its messages on disk only.
+        self.refill().await;
         loop {
             // Woken by a command, or by the head message's expiry on an idle queue (1 ms
             // after it, since a message expires once the clock is strictly past its expiry).
@@ -306,6 +308,8 @@ impl QueueTask {
                 break;
             }
             if let Some(first) = first {
+                // Commands (a get, say) see the head in memory whenever there is one on disk.
+                self.refill().await;
                 let mut flow = self.handle(first);
                 let mut taken = 1;
                 while matches!(flow, Flow::Continue) && taken < BATCH {
