@@ -85,6 +85,11 @@ pub fn recover(
             out.bytes += Meta::decode(&entry.meta).map_or(0, |m| m.body_size);
         }
     }
+    // Numbering continues past the delivered mark too (the entries above it may all have
+    // been acked), so no new message is ever taken for one delivered before the restart.
+    if let Some(d) = delivered {
+        out.next_position = out.next_position.max(d.saturating_add(1));
+    }
     Ok(out)
 }
 
