@@ -9,7 +9,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tokio::sync::{mpsc, oneshot};
 use warren::broker::message::Message;
-use warren::broker::queue::{self, Command, ConnEvent, ConsumerSpec, QueueState, Sink};
+use warren::broker::queue::{self, Command, ConnEvent, ConsumerSpec, Enqueued, QueueState, Sink};
 use warren::broker::queue_args::QueueArgs;
 use warren::broker::registry::{QueueSpec, Registry};
 use warren::protocol::{BasicProperties, FieldTable};
@@ -107,13 +107,19 @@ fn task(c: &mut Criterion) {
                 b.iter(|| {
                     rt.block_on(async {
                         let publisher = {
-                            let tx = q.tx.clone();
+                            let q = Arc::clone(&q);
                             let msg = Arc::clone(&msg);
                             tokio::spawn(async move {
                                 // As a connection sends a burst: a few batches per wake-up.
                                 for _ in 0..BATCH / 50 {
-                                    let batch = vec![Arc::clone(&msg); 50];
-                                    let _ = tx.send(Command::Publish(batch)).await;
+                                    let batch = (0..50)
+                                        .map(|_| Enqueued {
+                                            position: q.take_position(),
+                                            message: Arc::clone(&msg),
+                                            stored: false,
+                                        })
+                                        .collect();
+                                    let _ = q.tx.send(Command::Publish(batch)).await;
                                 }
                             })
                         };

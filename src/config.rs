@@ -16,6 +16,13 @@ pub const FRAME_MIN_SIZE: u32 = 4096;
 /// RabbitMQ's default `consumer_timeout`: 30 minutes, in milliseconds.
 pub const DEFAULT_CONSUMER_TIMEOUT: u64 = 1_800_000;
 
+/// Warren's default `vm_memory_high_watermark`: 40% of RAM (RabbitMQ 3.x's default; 4.x's is
+/// 0.6).
+pub const DEFAULT_VM_MEMORY_HIGH_WATERMARK: Watermark = Watermark::Relative(0.4);
+
+/// RabbitMQ's default `disk_free_limit`: 50 MB (decimal).
+pub const DEFAULT_DISK_FREE_LIMIT: u64 = 50_000_000;
+
 /// The broker's settings. `validate` keeps: `frame_max >= 4096`, `channel_max >= 1`,
 /// `handshake_timeout >= 1`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -41,6 +48,13 @@ pub struct Config {
     /// (RabbitMQ's `consumer_timeout`); 0 disables the check. A queue's `x-consumer-timeout`
     /// overrides it for that queue's deliveries.
     pub consumer_timeout: u64,
+    /// Memory use (the process's resident set) above which publishers are blocked: a
+    /// fraction of RAM or an absolute size (RabbitMQ's `vm_memory_high_watermark`).
+    pub vm_memory_high_watermark: Watermark,
+    /// Free space on the data directory's filesystem, in bytes, below which publishers are
+    /// blocked (RabbitMQ's `disk_free_limit`). The file also takes sizes such as `"50MB"`.
+    #[serde(deserialize_with = "deserialize_size")]
+    pub disk_free_limit: u64,
     /// Users that may only log in from a loopback address (RabbitMQ's `loopback_users`).
     pub loopback_users: Vec<String>,
     pub users: Vec<UserConfig>,
@@ -60,6 +74,8 @@ impl Default for Config {
             channel_max: 2047,
             max_message_size: 128 * 1024 * 1024,
             consumer_timeout: DEFAULT_CONSUMER_TIMEOUT,
+            vm_memory_high_watermark: DEFAULT_VM_MEMORY_HIGH_WATERMARK,
+            disk_free_limit: DEFAULT_DISK_FREE_LIMIT,
             loopback_users: vec!["guest".to_owned()],
             users: Vec::new(),
             vhosts: Vec::new(),
@@ -143,6 +159,9 @@ impl Config {
                 "handshake_timeout must be at least 1 second".into(),
             ));
         }
+        self.vm_memory_high_watermark
+            .check()
+            .map_err(|e| ConfigError::Invalid(format!("vm_memory_high_watermark: {e}")))?;
         Ok(())
     }
 }
@@ -160,6 +179,8 @@ pub struct Overrides {
     pub channel_max: Option<u16>,
     pub max_message_size: Option<u64>,
     pub consumer_timeout: Option<u64>,
+    pub vm_memory_high_watermark: Option<Watermark>,
+    pub disk_free_limit: Option<ByteSize>,
 }
 
 impl Overrides {
@@ -199,6 +220,8 @@ impl Overrides {
             channel_max: parsed(&lookup, "WARREN_CHANNEL_MAX")?,
             max_message_size: parsed(&lookup, "WARREN_MAX_MESSAGE_SIZE")?,
             consumer_timeout: parsed(&lookup, "WARREN_CONSUMER_TIMEOUT")?,
+            vm_memory_high_watermark: parsed(&lookup, "WARREN_VM_MEMORY_HIGH_WATERMARK")?,
+            disk_free_limit: parsed(&lookup, "WARREN_DISK_FREE_LIMIT")?,
         })
     }
 
@@ -230,6 +253,12 @@ impl Overrides {
         if let Some(v) = self.consumer_timeout {
             config.consumer_timeout = v;
         }
+        if let Some(v) = self.vm_memory_high_watermark {
+            config.vm_memory_high_watermark = v;
+        }
+        if let Some(ByteSize(v)) = self.disk_free_limit {
+            config.disk_free_limit = v;
+        }
     }
 }
 
@@ -245,6 +274,154 @@ pub fn resolve(cli: Overrides, env: Overrides) -> Result<Config, ConfigError> {
     cli.apply(&mut config);
     config.validate()?;
     Ok(config)
+}
+
+/// RabbitMQ's `vm_memory_high_watermark`: relative to total RAM or an absolute size.
+///
+/// Written as a number with a decimal point (`0.4`, `1.0`: a fraction of RAM, 0 to 1; 0 blocks
+/// every publisher, as in RabbitMQ), or as a size: an integer number of bytes (`1073741824`) or
+/// a string with a unit (`"2GB"`, `"512MiB"`, see [`ByteSize`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Watermark {
+    Relative(f64),
+    Absolute(u64),
+}
+
+impl Watermark {
+    /// The limit in bytes on a machine with `total_ram` bytes of RAM.
+    pub fn limit(self, total_ram: u64) -> u64 {
+        match self {
+            // A fraction in 0..=1 of a u64 fits in a u64; `as` saturates anyway.
+            Watermark::Relative(fraction) => (total_ram as f64 * fraction) as u64,
+            Watermark::Absolute(bytes) => bytes,
+        }
+    }
+
+    /// A fraction must be a finite number from 0 to 1.
+    pub fn check(self) -> Result<Watermark, String> {
+        match self {
+            Watermark::Relative(f) if !(0.0..=1.0).contains(&f) => Err(format!(
+                "{f} is not a fraction of RAM between 0 and 1 (write a size such as \"2GB\" for \
+                 an absolute limit)"
+            )),
+            w => Ok(w),
+        }
+    }
+}
+
+impl fmt::Display for Watermark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Watermark::Relative(fraction) => write!(f, "{fraction} of RAM"),
+            Watermark::Absolute(bytes) => write!(f, "{bytes} bytes"),
+        }
+    }
+}
+
+impl std::str::FromStr for Watermark {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Watermark, String> {
+        let s = s.trim();
+        if s.contains('.') && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            let fraction: f64 = s
+                .parse()
+                .map_err(|_| format!("{s:?} is not a fraction of RAM"))?;
+            return Watermark::Relative(fraction).check();
+        }
+        s.parse::<ByteSize>()
+            .map(|ByteSize(bytes)| Watermark::Absolute(bytes))
+    }
+}
+
+impl<'de> Deserialize<'de> for Watermark {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Watermark, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Watermark;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a fraction of RAM (0.4) or a size (bytes, or a string like \"2GB\")")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Watermark, E> {
+                Watermark::Relative(v).check().map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Watermark, E> {
+                Ok(Watermark::Absolute(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Watermark, E> {
+                u64::try_from(v)
+                    .map(Watermark::Absolute)
+                    .map_err(|_| E::custom(format!("{v} is not a size in bytes")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Watermark, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// A size in bytes as RabbitMQ writes it: an integer, optionally followed by a unit. `k`,
+/// `KiB`, `M`, `MiB`, `G`, `GiB`, `T`, `TiB` are powers of 1024; `kB`, `MB`, `GB`, `TB` powers
+/// of 1000; `B` is bytes. Units are matched without regard to case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ByteSize, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let number: u64 = digits.parse().map_err(|_| {
+            format!("{s:?} is not a size (bytes, or a number with a unit like 50MB)")
+        })?;
+        let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kib" => 1 << 10,
+            "m" | "mib" => 1 << 20,
+            "g" | "gib" => 1 << 30,
+            "t" | "tib" => 1 << 40,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "tb" => 1_000_000_000_000,
+            other => {
+                return Err(format!(
+                    "unknown unit {other:?} in {s:?} (use k/KiB, M/MiB, G/GiB, T/TiB, kB, MB, \
+                     GB, TB)"
+                ))
+            }
+        };
+        number
+            .checked_mul(multiplier)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is too large"))
+    }
+}
+
+/// A size field: an integer number of bytes or a string with a unit.
+fn deserialize_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a size: bytes, or a string like \"50MB\"")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::custom(format!("{v} is not a size in bytes")))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+            v.parse::<ByteSize>()
+                .map(|ByteSize(bytes)| bytes)
+                .map_err(E::custom)
+        }
+    }
+    d.deserialize_any(Visitor)
 }
 
 /// Why the configuration could not be loaded; each variant names the culprit.
@@ -327,6 +504,8 @@ mod tests {
             "channel_max",
             "max_message_size",
             "consumer_timeout",
+            "vm_memory_high_watermark",
+            "disk_free_limit",
             "loopback_users",
             "[[users]]",
             "[[vhosts]]",
@@ -343,6 +522,83 @@ mod tests {
         assert_eq!(config.listen.to_string(), "0.0.0.0:5672");
         assert_eq!(config.max_message_size, 134_217_728);
         assert_eq!(config.consumer_timeout, 1_800_000);
+        assert_eq!(config.vm_memory_high_watermark, Watermark::Relative(0.4));
+        assert_eq!(config.disk_free_limit, 50_000_000);
+    }
+
+    #[test]
+    fn sizes_take_rabbitmqs_units() {
+        let size = |s: &str| s.parse::<ByteSize>().map(|b| b.0);
+        assert_eq!(size("1024"), Ok(1024));
+        assert_eq!(size("50MB"), Ok(50_000_000));
+        assert_eq!(size("512MiB"), Ok(512 << 20));
+        assert_eq!(size("2GB"), Ok(2_000_000_000));
+        assert_eq!(size("2 GiB"), Ok(2 << 30));
+        assert_eq!(size("1k"), Ok(1024));
+        assert_eq!(size("1kB"), Ok(1000));
+        assert_eq!(size("7B"), Ok(7));
+        assert!(size("").is_err());
+        assert!(size("MB").is_err());
+        assert!(size("-5").is_err());
+        assert!(size("5 parsecs").unwrap_err().contains("parsecs"));
+        assert!(size("99999999999TB").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn watermarks_are_fractions_or_sizes() {
+        let w = |s: &str| s.parse::<Watermark>();
+        assert_eq!(w("0.4"), Ok(Watermark::Relative(0.4)));
+        assert_eq!(w("1.0"), Ok(Watermark::Relative(1.0)));
+        assert_eq!(w("0.0"), Ok(Watermark::Relative(0.0)));
+        assert_eq!(w("2GB"), Ok(Watermark::Absolute(2_000_000_000)));
+        assert_eq!(w("1073741824"), Ok(Watermark::Absolute(1 << 30)));
+        assert!(w("1.5").unwrap_err().contains("between 0 and 1"));
+        assert!(w("0.4.1").is_err());
+        assert!(w("lots").is_err());
+        assert_eq!(Watermark::Relative(0.5).limit(1000), 500);
+        assert_eq!(Watermark::Absolute(7).limit(1000), 7);
+
+        let parse = |text: &str| Config::from_toml(text, Path::new("w.toml"));
+        let file = parse("vm_memory_high_watermark = 0.6\ndisk_free_limit = \"1GB\"\n").unwrap();
+        assert_eq!(file.vm_memory_high_watermark, Watermark::Relative(0.6));
+        assert_eq!(file.disk_free_limit, 1_000_000_000);
+        let file =
+            parse("vm_memory_high_watermark = \"512MiB\"\ndisk_free_limit = 1000\n").unwrap();
+        assert_eq!(
+            file.vm_memory_high_watermark,
+            Watermark::Absolute(512 << 20)
+        );
+        assert_eq!(file.disk_free_limit, 1000);
+        let err = parse("vm_memory_high_watermark = 1.5\n").unwrap_err();
+        assert!(err.to_string().contains("between 0 and 1"), "{err}");
+        let err = parse("disk_free_limit = \"lots\"\n").unwrap_err();
+        assert!(err.to_string().contains("lots"), "{err}");
+        let err = parse("disk_free_limit = -1\n").unwrap_err();
+        assert!(err.to_string().contains("-1"), "{err}");
+
+        let from_env = env(&[
+            ("WARREN_VM_MEMORY_HIGH_WATERMARK", "2GB"),
+            ("WARREN_DISK_FREE_LIMIT", "100MiB"),
+        ]);
+        let config = resolve(Overrides::default(), from_env).unwrap();
+        assert_eq!(
+            config.vm_memory_high_watermark,
+            Watermark::Absolute(2_000_000_000)
+        );
+        assert_eq!(config.disk_free_limit, 100 << 20);
+        let err = Overrides::from_env(|k| {
+            (k == "WARREN_VM_MEMORY_HIGH_WATERMARK").then(|| "1.5".to_owned())
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("WARREN_VM_MEMORY_HIGH_WATERMARK"),
+            "{err}"
+        );
+        let bad = Config {
+            vm_memory_high_watermark: Watermark::Relative(f64::NAN),
+            ..Config::default()
+        };
+        assert!(matches!(bad.validate(), Err(ConfigError::Invalid(_))));
     }
 
     #[test]

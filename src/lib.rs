@@ -1,4 +1,5 @@
 //! Warren: an AMQP 0-9-1 message broker.
+pub mod alarm;
 pub mod broker;
 pub mod channel;
 pub mod client;

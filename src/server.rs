@@ -3,16 +3,22 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::broker::{Broker, BrokerError};
+use crate::alarm::{self, Alarms, Limits};
+use crate::broker::persist::Persistence;
+use crate::broker::{recovery, Broker, BrokerError};
 use crate::config::{Config, ConfigError};
 use crate::net::{self, Context};
+use crate::store::{RocksOptions, RocksStore, StoreError};
+
+/// How long shutdown waits for the queue tasks to stop and the store to close.
+const STORE_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Entry point of the broker as a library (the binary and the tests use it).
 pub struct Server;
@@ -26,7 +32,22 @@ impl Server {
             path: config.data_dir.clone(),
             message: e.to_string(),
         })?;
-        let broker = Broker::from_config(&config).map_err(ServerError::Broker)?;
+        let store_dir = config.data_dir.join("store");
+        let store =
+            RocksStore::open(&store_dir, &RocksOptions::default()).map_err(ServerError::Store)?;
+        let persistence = Arc::new(Persistence::new(Arc::new(store)).map_err(ServerError::Store)?);
+        let broker = Broker::with_persistence(&config, Arc::clone(&persistence))
+            .map_err(ServerError::Broker)?;
+        let report = recovery::recover(&broker, &persistence).map_err(ServerError::Store)?;
+        info!(
+            path = %store_dir.display(),
+            exchanges = report.exchanges,
+            queues = report.queues,
+            bindings = report.bindings,
+            messages = report.messages,
+            elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+            "store opened, definitions and messages recovered"
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| ServerError::Bind {
@@ -38,9 +59,14 @@ impl Server {
             message: e.to_string(),
         })?;
         info!(%local_addr, version = env!("CARGO_PKG_VERSION"), "Warren listening for AMQP 0-9-1");
+        let alarms = start_alarms(&config);
+        let broker = Arc::new(broker);
+        let handles = (Arc::downgrade(&broker), Arc::downgrade(&persistence));
+        drop(persistence);
         let ctx = Arc::new(Context {
             config: Arc::new(config),
-            broker: Arc::new(broker),
+            broker,
+            alarms: alarms.clone(),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (alive_tx, alive_rx) = mpsc::channel(1);
@@ -50,8 +76,20 @@ impl Server {
             shutdown: shutdown_tx,
             alive: alive_rx,
             listener: listener_task,
+            alarms,
+            broker: handles.0,
+            persistence: handles.1,
         })
     }
+}
+
+/// The memory and disk monitor, watching the data directory's filesystem.
+fn start_alarms(config: &Config) -> Alarms {
+    let limits = Limits {
+        memory_high_watermark: config.vm_memory_high_watermark,
+        disk_free_limit: config.disk_free_limit,
+    };
+    Alarms::start(&config.data_dir, limits, alarm::DEFAULT_INTERVAL)
 }
 
 /// A running server. Dropping it without `shutdown` also closes every connection with 320,
@@ -61,11 +99,20 @@ pub struct ServerHandle {
     shutdown: watch::Sender<bool>,
     alive: mpsc::Receiver<()>,
     listener: JoinHandle<()>,
+    alarms: Alarms,
+    broker: Weak<Broker>,
+    /// Gone once every queue task has stopped and the store is closed (its lock released).
+    persistence: Weak<Persistence>,
 }
 
 impl ServerHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The resource monitor: its thresholds can be changed while the server runs.
+    pub fn alarms(&self) -> &Alarms {
+        &self.alarms
     }
 
     /// Stops accepting, closes every connection with 320 CONNECTION_FORCED, and returns once
@@ -76,6 +123,20 @@ impl ServerHandle {
         let _ = (&mut self.listener).await;
         // Every sender belongs to the listener or a connection; `None` means all are gone.
         let _ = self.alive.recv().await;
+        // Queue tasks stop once nothing holds their queues; the last one to go closes the
+        // store (finishing the commits already submitted), which releases the data dir.
+        if let Some(broker) = self.broker.upgrade() {
+            for registry in broker.registries() {
+                registry.forget_queues();
+            }
+        }
+        let deadline = tokio::time::Instant::now() + STORE_CLOSE_TIMEOUT;
+        while self.persistence.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if self.persistence.strong_count() > 0 {
+            tracing::warn!("store still in use after shutdown; it closes when the process exits");
+        }
         info!("shutdown complete");
     }
 }
@@ -85,8 +146,16 @@ impl ServerHandle {
 pub enum ServerError {
     Config(ConfigError),
     Broker(BrokerError),
-    DataDir { path: PathBuf, message: String },
-    Bind { addr: SocketAddr, message: String },
+    DataDir {
+        path: PathBuf,
+        message: String,
+    },
+    /// The store cannot be opened (in use, another format version, damaged) or recovered.
+    Store(StoreError),
+    Bind {
+        addr: SocketAddr,
+        message: String,
+    },
 }
 
 impl fmt::Display for ServerError {
@@ -102,6 +171,7 @@ impl fmt::Display for ServerError {
                 )
             }
             ServerError::Bind { addr, message } => write!(f, "cannot listen on {addr}: {message}"),
+            ServerError::Store(e) => write!(f, "cannot start: {e}"),
         }
     }
 }

@@ -97,6 +97,7 @@ async fn server_properties_and_tune() {
         [
             "authentication_failure_close",
             "basic.nack",
+            "connection.blocked",
             "consumer_cancel_notify",
             "consumer_priorities",
             "direct_reply_to",

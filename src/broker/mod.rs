@@ -5,8 +5,10 @@ pub mod dead_letter;
 mod equivalence;
 pub mod exchange;
 pub mod message;
+pub mod persist;
 pub mod queue;
 pub mod queue_args;
+pub mod recovery;
 pub mod registry;
 pub mod token;
 mod users;
@@ -41,12 +43,38 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// A broker that keeps everything in memory (unit tests).
     pub fn from_config(config: &Config) -> Result<Broker, BrokerError> {
+        Broker::build(config, None)
+    }
+
+    /// A broker over a store: users, vhosts and permissions saved by earlier runs come back,
+    /// the configuration's are added (and win), and the result is saved.
+    /// [`recovery::recover`] then brings back exchanges, queues and bindings.
+    pub fn with_persistence(
+        config: &Config,
+        persistence: Arc<persist::Persistence>,
+    ) -> Result<Broker, BrokerError> {
+        Broker::build(config, Some(persistence))
+    }
+
+    fn build(
+        config: &Config,
+        persistence: Option<Arc<persist::Persistence>>,
+    ) -> Result<Broker, BrokerError> {
+        let stored = match &persistence {
+            Some(p) => recovery::load_access(p.store().as_ref())
+                .map_err(|e| BrokerError::Store(e.to_string()))?,
+            None => recovery::StoredAccess::default(),
+        };
         let mut users = HashMap::new();
         users.insert(
             DEFAULT_USER.to_owned(),
             User::new(DEFAULT_USER, DEFAULT_USER, vec!["administrator".to_owned()]),
         );
+        for user in stored.users {
+            users.insert(user.name.clone(), user);
+        }
         for user in &config.users {
             users.insert(
                 user.name.clone(),
@@ -57,6 +85,16 @@ impl Broker {
         let mut default_vhost = VHost::new(DEFAULT_VHOST);
         default_vhost.set_permission(DEFAULT_USER, Permission::full());
         vhosts.insert(DEFAULT_VHOST.to_owned(), default_vhost);
+        for name in stored.vhosts {
+            vhosts
+                .entry(name.clone())
+                .or_insert_with(|| VHost::new(&name));
+        }
+        for (vhost, user, permission) in stored.permissions {
+            if let (true, Some(v)) = (users.contains_key(&user), vhosts.get_mut(&vhost)) {
+                v.set_permission(&user, permission);
+            }
+        }
         for vhost in &config.vhosts {
             vhosts
                 .entry(vhost.name.clone())
@@ -78,9 +116,16 @@ impl Broker {
                 },
             );
         }
+        if let Some(p) = &persistence {
+            recovery::save_access(p, &users, &vhosts)
+                .map_err(|e| BrokerError::Store(e.to_string()))?;
+        }
         let registries = vhosts
             .keys()
-            .map(|name| (name.clone(), Registry::new(name)))
+            .map(|name| {
+                let registry = Registry::with_persistence(name, persistence.clone());
+                (name.clone(), registry)
+            })
             .collect();
         Ok(Broker {
             users,
@@ -104,6 +149,11 @@ impl Broker {
             .ok_or_else(|| AuthError::InvalidCredentials(username.to_owned()))?;
         users::check_loopback(&self.loopback_users, username, peer)?;
         Ok(user)
+    }
+
+    /// Every vhost's registry.
+    pub fn registries(&self) -> impl Iterator<Item = &Arc<Registry>> {
+        self.registries.values()
     }
 
     /// The exchanges and queues of vhost `name`.
@@ -132,6 +182,8 @@ impl Broker {
 pub enum BrokerError {
     UnknownUser(String),
     UnknownVhost(String),
+    /// The store could not be read or written while loading users and vhosts.
+    Store(String),
 }
 
 impl fmt::Display for BrokerError {
@@ -139,6 +191,7 @@ impl fmt::Display for BrokerError {
         match self {
             BrokerError::UnknownUser(u) => write!(f, "permissions name unknown user '{u}'"),
             BrokerError::UnknownVhost(v) => write!(f, "permissions name unknown vhost '{v}'"),
+            BrokerError::Store(e) => write!(f, "store: {e}"),
         }
     }
 }

@@ -12,6 +12,9 @@ use tokio::sync::mpsc;
 
 use super::equivalence::{self, resource};
 use super::exchange::{ExchangeKind, Router};
+use super::persist::{
+    self, BindingRecord, DefinitionChanges, ExchangeRecord, Persistence, QueueRecord,
+};
 use super::queue::{ConnEvent, QueueRef};
 use super::queue_args::{self, QueueArgError, QueueFlags, QueueName};
 use crate::error::AmqpError;
@@ -80,6 +83,9 @@ pub struct QueueSpec {
 struct Topology {
     exchanges: HashMap<Arc<str>, Exchange>,
     queues: HashMap<Arc<str>, QueueRef>,
+    /// The bindings kept in the store (both ends durable), by store key, so that removing
+    /// an exchange or queue can delete its bindings' records.
+    durable_bindings: HashMap<bytes::Bytes, BindingRecord>,
 }
 
 /// A direct reply-to consumer: where replies to `amq.rabbitmq.reply-to.<key>` go.
@@ -97,6 +103,9 @@ pub struct Registry {
     pub vhost: String,
     topology: RwLock<Topology>,
     reply_consumers: Mutex<HashMap<String, ReplyConsumer>>,
+    /// Where durable definitions and persistent messages go; `None` keeps everything in
+    /// memory (unit tests).
+    persistence: Option<Arc<Persistence>>,
 }
 
 fn not_found(kind: &str, name: &str, vhost: &str) -> AmqpError {
@@ -117,6 +126,10 @@ pub fn default_exchange_error() -> AmqpError {
 
 impl Registry {
     pub fn new(vhost: &str) -> Arc<Registry> {
+        Registry::with_persistence(vhost, None)
+    }
+
+    pub fn with_persistence(vhost: &str, persistence: Option<Arc<Persistence>>) -> Arc<Registry> {
         let mut topology = Topology::default();
         for (name, kind) in STANDARD_EXCHANGES {
             topology.exchanges.insert(
@@ -135,7 +148,160 @@ impl Registry {
             vhost: vhost.to_owned(),
             topology: RwLock::new(topology),
             reply_consumers: Mutex::new(HashMap::new()),
+            persistence,
         })
+    }
+
+    pub fn persistence(&self) -> Option<&Arc<Persistence>> {
+        self.persistence.as_ref()
+    }
+
+    /// Submits definition changes, synced: a later confirm (behind them in the committer's
+    /// order) never makes a message durable before the queue or binding it depends on.
+    fn save(&self, changes: DefinitionChanges) {
+        if let (Some(p), false) = (&self.persistence, changes.is_empty()) {
+            drop(p.submit(changes.batch, crate::store::Durability::Sync));
+        }
+    }
+
+    fn exchange_record_changes(&self, name: &str, x: &Exchange) -> DefinitionChanges {
+        let mut changes = DefinitionChanges::default();
+        if x.durable && self.persistence.is_some() {
+            let record = ExchangeRecord {
+                kind: x.kind.as_str().to_owned(),
+                auto_delete: x.auto_delete,
+                internal: x.internal,
+                arguments: x.arguments.clone(),
+            };
+            changes.put(
+                persist::KIND_EXCHANGE,
+                persist::vhost_key(&self.vhost, name),
+                record.encode(),
+            );
+        }
+        changes
+    }
+
+    /// Whether a binding from `source` to `dest` is kept in the store (RabbitMQ: both ends
+    /// durable).
+    fn binding_record(
+        &self,
+        topology: &Topology,
+        source: &str,
+        dest: &Dest,
+        key: &str,
+        args: &FieldTable,
+    ) -> Option<BindingRecord> {
+        self.persistence.as_ref()?;
+        let source_durable = topology.exchanges.get(source).is_some_and(|x| x.durable);
+        let (to_exchange, destination, dest_durable) = match dest {
+            Dest::Queue(q) => (
+                false,
+                q,
+                topology.queues.get(q).is_some_and(|q| q.persistent()),
+            ),
+            Dest::Exchange(x) => (
+                true,
+                x,
+                topology.exchanges.get(x).is_some_and(|x| x.durable),
+            ),
+        };
+        (source_durable && dest_durable).then(|| BindingRecord {
+            vhost: self.vhost.clone(),
+            source: source.to_owned(),
+            to_exchange,
+            destination: destination.to_string(),
+            routing_key: key.to_owned(),
+            arguments: args.clone(),
+        })
+    }
+
+    /// The definition deletions for exchanges and a queue that were removed, with every
+    /// stored binding that has one of them at either end.
+    fn forget(
+        &self,
+        topology: &mut Topology,
+        exchanges: &[Arc<str>],
+        queue: Option<&str>,
+    ) -> DefinitionChanges {
+        let mut changes = DefinitionChanges::default();
+        if self.persistence.is_none() {
+            return changes;
+        }
+        for x in exchanges {
+            changes.delete(persist::KIND_EXCHANGE, persist::vhost_key(&self.vhost, x));
+        }
+        if let Some(q) = queue {
+            changes.delete(persist::KIND_QUEUE, persist::vhost_key(&self.vhost, q));
+        }
+        let gone: Vec<bytes::Bytes> = topology
+            .durable_bindings
+            .iter()
+            .filter(|(_, b)| {
+                exchanges
+                    .iter()
+                    .any(|x| **x == *b.source || (b.to_exchange && **x == *b.destination))
+                    || (!b.to_exchange && queue == Some(b.destination.as_str()))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            topology.durable_bindings.remove(&key);
+            changes.delete(persist::KIND_BINDING, key);
+        }
+        changes
+    }
+
+    /// Shutdown: drops every queue handle (the store keeps them) so the queue tasks stop.
+    pub fn forget_queues(&self) {
+        let queues = std::mem::take(&mut self.write().queues);
+        drop(queues);
+    }
+
+    /// Recovery: a durable exchange read back from the store.
+    pub fn restore_exchange(&self, name: &str, record: ExchangeRecord) -> bool {
+        let Some(kind) = ExchangeKind::parse(&record.kind) else {
+            return false;
+        };
+        self.write().exchanges.insert(
+            name.into(),
+            Exchange {
+                kind,
+                durable: true,
+                auto_delete: record.auto_delete,
+                internal: record.internal,
+                arguments: record.arguments,
+                router: Router::new(kind),
+            },
+        );
+        true
+    }
+
+    /// Recovery: a durable queue whose task is already running.
+    pub fn restore_queue(&self, q: QueueRef) {
+        self.write().queues.insert(q.name.as_str().into(), q);
+    }
+
+    /// Recovery: a stored binding; `false` (and nothing bound) when an end is missing.
+    pub fn restore_binding(&self, record: BindingRecord) -> bool {
+        let mut topology = self.write();
+        let dest = if record.to_exchange {
+            if !topology.exchanges.contains_key(record.destination.as_str()) {
+                return false;
+            }
+            Dest::Exchange(record.destination.as_str().into())
+        } else {
+            if !topology.queues.contains_key(record.destination.as_str()) {
+                return false;
+            }
+            Dest::Queue(record.destination.as_str().into())
+        };
+        let Some(x) = topology.exchanges.get_mut(record.source.as_str()) else {
+            return false;
+        };
+        x.router.bind(dest, &record.routing_key, &record.arguments);
+        topology.durable_bindings.insert(record.key(), record);
+        true
     }
 
     // A panic while holding the lock cannot leave the maps half-updated in a way that matters
@@ -199,17 +365,17 @@ impl Registry {
                         )))
                     }
                 }
-                topology.exchanges.insert(
-                    spec.name.as_str().into(),
-                    Exchange {
-                        kind,
-                        durable: spec.durable,
-                        auto_delete: spec.auto_delete,
-                        internal: spec.internal,
-                        arguments: spec.arguments.clone(),
-                        router: Router::new(kind),
-                    },
-                );
+                let x = Exchange {
+                    kind,
+                    durable: spec.durable,
+                    auto_delete: spec.auto_delete,
+                    internal: spec.internal,
+                    arguments: spec.arguments.clone(),
+                    router: Router::new(kind),
+                };
+                let changes = self.exchange_record_changes(&spec.name, &x);
+                topology.exchanges.insert(spec.name.as_str().into(), x);
+                self.save(changes);
                 Ok(())
             }
         }
@@ -236,7 +402,10 @@ impl Registry {
                 self.resource("exchange", name)
             )));
         }
-        remove_exchange(&mut topology, name);
+        let mut removed = Vec::new();
+        remove_exchange(&mut topology, name, &mut removed);
+        let changes = self.forget(&mut topology, &removed, None);
+        self.save(changes);
         Ok(())
     }
 
@@ -256,7 +425,19 @@ impl Registry {
         x.router
             .validate_binding(args)
             .map_err(|e| precondition(e.to_string()))?;
-        x.router.bind(dest, key, args);
+        x.router.bind(dest.clone(), key, args);
+        if let Some(record) = self.binding_record(&topology, source, &dest, key, args) {
+            let key = record.key();
+            if topology
+                .durable_bindings
+                .insert(key.clone(), record)
+                .is_none()
+            {
+                let mut changes = DefinitionChanges::default();
+                changes.put(persist::KIND_BINDING, key, bytes::Bytes::new());
+                self.save(changes);
+            }
+        }
         Ok(())
     }
 
@@ -274,9 +455,18 @@ impl Registry {
         let Some(x) = topology.exchanges.get_mut(source) else {
             return Err(self.exchange_not_found(source));
         };
+        let mut removed = Vec::new();
         if x.router.unbind(&dest, key, args) && x.auto_delete && x.router.is_empty() {
-            remove_exchange(&mut topology, source);
+            remove_exchange(&mut topology, source, &mut removed);
         }
+        let mut changes = self.forget(&mut topology, &removed, None);
+        if let Some(record) = self.binding_record(&topology, source, &dest, key, args) {
+            let key = record.key();
+            if topology.durable_bindings.remove(&key).is_some() {
+                changes.delete(persist::KIND_BINDING, key);
+            }
+        }
+        self.save(changes);
         Ok(())
     }
 
@@ -444,22 +634,44 @@ impl Registry {
         topology
             .queues
             .insert(spec.name.as_str().into(), Arc::clone(&q));
+        if q.persistent() && self.persistence.is_some() {
+            let record = QueueRecord {
+                id: q.id,
+                auto_delete: q.auto_delete,
+                arguments: q.arguments.clone(),
+            };
+            let mut changes = DefinitionChanges::default();
+            changes.put(
+                persist::KIND_QUEUE,
+                persist::vhost_key(&self.vhost, &spec.name),
+                record.encode(),
+            );
+            self.save(changes);
+        }
         Ok((q, true))
     }
 
     /// Forgets the queue (if `q` is still the one registered under its name) and every binding
-    /// to it; auto-delete exchanges left without bindings go too.
-    pub fn remove_queue(&self, q: &QueueRef) {
+    /// to it; auto-delete exchanges left without bindings go too. Returns the definition
+    /// deletions for the store, for the queue task to commit with its messages' removal.
+    pub fn remove_queue(&self, q: &QueueRef) -> DefinitionChanges {
         let mut topology = self.write();
         let same = topology
             .queues
             .get(q.name.as_str())
             .is_some_and(|registered| registered.id == q.id);
         if !same {
-            return;
+            return DefinitionChanges::default();
         }
         topology.queues.remove(q.name.as_str());
-        unbind_everywhere(&mut topology, &Dest::Queue(q.name.as_str().into()));
+        let mut removed = Vec::new();
+        unbind_everywhere(
+            &mut topology,
+            &Dest::Queue(q.name.as_str().into()),
+            &mut removed,
+        );
+        let queue = q.persistent().then_some(q.name.as_str());
+        self.forget(&mut topology, &removed, queue)
     }
 
     pub fn add_reply_consumer(&self, key: String, consumer: ReplyConsumer) {
@@ -489,13 +701,15 @@ pub fn queue_arg_error(e: &QueueArgError) -> AmqpError {
 
 /// Removes an exchange and the bindings to it, then any auto-delete exchange that lost its
 /// last binding that way.
-fn remove_exchange(topology: &mut Topology, name: &str) {
+/// `removed` collects the exchanges that went, for their store records.
+fn remove_exchange(topology: &mut Topology, name: &str, removed: &mut Vec<Arc<str>>) {
     if topology.exchanges.remove(name).is_some() {
-        unbind_everywhere(topology, &Dest::Exchange(name.into()));
+        removed.push(name.into());
+        unbind_everywhere(topology, &Dest::Exchange(name.into()), removed);
     }
 }
 
-fn unbind_everywhere(topology: &mut Topology, dest: &Dest) {
+fn unbind_everywhere(topology: &mut Topology, dest: &Dest, removed: &mut Vec<Arc<str>>) {
     let mut emptied = Vec::new();
     for (name, x) in topology.exchanges.iter_mut() {
         if x.router.unbind_all(dest) > 0 && x.auto_delete && x.router.is_empty() {
@@ -503,7 +717,7 @@ fn unbind_everywhere(topology: &mut Topology, dest: &Dest) {
         }
     }
     for name in emptied {
-        remove_exchange(topology, &name);
+        remove_exchange(topology, &name, removed);
     }
 }
 
@@ -534,6 +748,7 @@ mod tests {
                     args: Default::default(),
                     admission: None,
                     tx,
+                    positions: Default::default(),
                 }))
             })
             .unwrap();

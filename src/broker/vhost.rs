@@ -41,6 +41,10 @@ impl VHost {
         self.permissions.insert(user.to_owned(), permission);
     }
 
+    pub fn permissions(&self) -> impl Iterator<Item = (&String, &Permission)> {
+        self.permissions.iter()
+    }
+
     pub fn permission(&self, user: &str) -> Option<&Permission> {
         self.permissions.get(user)
     }

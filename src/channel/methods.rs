@@ -14,6 +14,7 @@ use super::state::{Channel, ConsumerEntry, HeldPublish, Tx};
 use super::Input;
 use crate::broker::dead_letter::{parse_expiration, DeathReason};
 use crate::broker::message::Message;
+use crate::broker::queue::paging::enqueue_for;
 use crate::broker::queue::{
     self, Command, ConnEvent, ConsumerSpec, Outgoing, QueueRef, Settle, Sink,
 };
@@ -701,9 +702,18 @@ async fn route(
     // A full queue with reject-publish(-dlx) refuses the message (the others still take it)
     // and the publisher gets a nack under confirms.
     let mut refused = false;
+    let persistence = s.registry.persistence().cloned();
+    let mut stored_id = None;
     for q in queues {
         if q.admit(message.body_size()) {
-            s.hold_publish(q, Arc::clone(&message));
+            let e = enqueue_for(
+                persistence.as_deref(),
+                &q,
+                &message,
+                &mut s.store_batch,
+                &mut stored_id,
+            );
+            s.hold_publish(q, e);
             continue;
         }
         refused = true;

@@ -93,7 +93,7 @@ impl ChannelTable {
             Input::Header(_) | Input::Body(_) | Input::Method(Method::BasicPublish(_))
         );
         if !publishing {
-            self.send_held().await;
+            self.send_held().await?;
         }
         let result = self.dispatch(channel, input, out).await;
         match result {
@@ -110,13 +110,21 @@ impl ChannelTable {
         self.session.as_ref().map_or(0, Session::held_count)
     }
 
-    /// Sends the held publishes to their queues' mailboxes.
-    pub async fn send_held(&mut self) {
+    /// Sends the held publishes to their queues' mailboxes, and waits until the persistent
+    /// ones are synced to disk. A store that fails to write is a connection error (541): the
+    /// publisher must not get a confirm for a message that is not on disk.
+    pub async fn send_held(&mut self) -> Result<(), AmqpError> {
         if let Some(session) = self.session.as_mut() {
             if session.held_count() > 0 {
-                session.send_held().await;
+                if let Err(e) = session.send_held().await {
+                    tracing::error!(error = %e, "persistent message store write failed");
+                    return Err(AmqpError::internal_error(format!(
+                        "INTERNAL_ERROR - message store write failed: {e}"
+                    )));
+                }
             }
         }
+        Ok(())
     }
 
     /// Closes `channel` with a channel error.
@@ -366,7 +374,8 @@ impl ChannelTable {
     /// The connection is ending: every channel releases what it held (unacknowledged messages
     /// are requeued), then the connection's exclusive queues are deleted.
     pub async fn close_all(&mut self) {
-        self.send_held().await;
+        // A failed write only costs the confirms, which this closing connection never sends.
+        let _ = self.send_held().await;
         let Some(session) = self.session.as_mut() else {
             return;
         };

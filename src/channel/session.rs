@@ -10,11 +10,12 @@ use bytes::BytesMut;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::broker::message::Message;
-use crate::broker::queue::{Backlog, Command, ConnEvent, QueueRef};
+use crate::broker::queue::{Backlog, Command, ConnEvent, Enqueued, QueueRef};
 use crate::broker::registry::Registry;
 use crate::protocol::{
     encode_body, encode_header, encode_method, ContentHeader, Method, CLASS_BASIC,
 };
+use crate::store::{Batch, Durability, StoreError};
 
 /// The connection-wide part of channel state.
 ///
@@ -38,8 +39,11 @@ pub struct Session {
     pub consumer_timeout: u64,
     /// Publishes routed but not yet sent, one batch per queue (keyed by queue id), so a burst
     /// crosses to each queue task as one command.
-    held: HashMap<u64, (QueueRef, Vec<Arc<Message>>)>,
+    held: HashMap<u64, (QueueRef, Vec<Enqueued>)>,
     held_count: usize,
+    /// The store writes of the held publishes (persistent messages to durable queues),
+    /// committed and synced before their confirms go out.
+    pub store_batch: Batch,
 }
 
 /// Most deliveries queues may have on their way to one connection.
@@ -64,11 +68,12 @@ impl Session {
             consumer_timeout: crate::config::DEFAULT_CONSUMER_TIMEOUT,
             held: HashMap::new(),
             held_count: 0,
+            store_batch: Batch::new(),
         }
     }
 
     /// Holds a routed message for `q` until `send_held`.
-    pub fn hold_publish(&mut self, q: QueueRef, message: Arc<Message>) {
+    pub fn hold_publish(&mut self, q: QueueRef, message: Enqueued) {
         self.held
             .entry(q.id)
             .or_insert_with(|| (q, Vec::new()))
@@ -85,10 +90,25 @@ impl Session {
     /// Sends the held publishes, one batch per queue, waiting while a mailbox is full (that
     /// wait is the flow control that slows a publisher down). A queue deleted meanwhile just
     /// loses them, as if it had been deleted a moment earlier.
-    pub async fn send_held(&mut self) {
+    ///
+    /// The store writes go to the committer first and are awaited last: the queues get the
+    /// messages without waiting for the disk, the confirms (sent after this returns) only
+    /// once the writes are synced. Submitting first keeps a queue's later removal of the
+    /// entry behind its creation in the committer's order.
+    pub async fn send_held(&mut self) -> Result<(), StoreError> {
         self.held_count = 0;
+        let ticket = match self.registry.persistence() {
+            Some(p) if !self.store_batch.is_empty() => {
+                Some(p.submit(std::mem::take(&mut self.store_batch), Durability::Sync))
+            }
+            _ => None,
+        };
         for (_, (q, messages)) in self.held.drain() {
             let _ = q.tx.send(Command::Publish(messages)).await;
+        }
+        match ticket {
+            Some(ticket) => ticket.await,
+            None => Ok(()),
         }
     }
 

@@ -228,6 +228,7 @@ mod tests {
             args: Default::default(),
             admission: None,
             tx,
+            positions: Default::default(),
         })
     }
 

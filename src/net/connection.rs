@@ -9,16 +9,19 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::handshake::read_end;
 use super::reader::{ReadError, Reader};
 use super::writer::Writer;
 use super::Context;
+use crate::alarm::AlarmState;
 use crate::broker::queue::ConnEvent;
 use crate::channel::{ChannelTable, Input, Out};
 use crate::error::AmqpError;
-use crate::protocol::{ConnectionClose, ConnectionCloseOk, Frame, Method};
+use crate::protocol::{
+    ConnectionBlocked, ConnectionClose, ConnectionCloseOk, ConnectionUnblocked, Frame, Method,
+};
 
 /// How long we wait for close-ok after sending connection.close.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -58,9 +61,24 @@ pub(super) struct Connection {
     events: mpsc::UnboundedReceiver<ConnEvent>,
     /// The client has the `consumer_cancel_notify` capability.
     pub(super) cancel_notify: bool,
+    /// The client has the `connection.blocked` capability.
+    pub(super) blocked_notify: bool,
+    /// The memory and disk alarms in force.
+    alarms: watch::Receiver<AlarmState>,
+    /// Set while the connection is blocked by an alarm (RabbitMQ's publisher throttling).
+    blocked: Option<Blocked>,
     /// Replies and deliveries not yet handed to the writer. They are held while more frames
     /// are already buffered, so that a burst is written at once and its confirms merge.
     pending: Vec<Out>,
+}
+
+/// A connection blocked by a resource alarm. Invariant: while it exists, the socket is not
+/// read (TCP pushes back on the publisher) and silence from the client is not a missed
+/// heartbeat; it ends only when every alarm has cleared.
+#[derive(Debug)]
+struct Blocked {
+    /// `connection.blocked` was sent, so `connection.unblocked` is owed.
+    notified: bool,
 }
 
 /// Most frames' worth of output held before writing.
@@ -86,6 +104,7 @@ pub(super) async fn run(
     let (writer, writer_task) = Writer::spawn(write_half);
     let handshake_timeout = ctx.config.handshake_timeout();
     let (events_tx, events) = mpsc::unbounded_channel();
+    let alarms = ctx.alarms.subscribe();
     let mut conn = Connection {
         peer,
         ctx,
@@ -100,6 +119,9 @@ pub(super) async fn run(
         events_tx,
         events,
         cancel_notify: false,
+        blocked_notify: false,
+        alarms,
+        blocked: None,
         pending: Vec::new(),
     };
     let handshake = tokio::select! {
@@ -173,8 +195,11 @@ impl Connection {
         // one may come from a queue with a shorter timeout). No timer per delivery.
         let mut next_ack_check = Instant::now();
         loop {
+            let blocked = self.blocked.is_some();
             let quiet_since = self.reader.last_read().max(busy_until);
-            let deadline = (self.heartbeat > 0).then(|| quiet_since + silence_limit);
+            // A blocked client's heartbeats sit unread in the socket: RabbitMQ pauses its
+            // heartbeat monitor while blocked, and so do we.
+            let deadline = (self.heartbeat > 0 && !blocked).then(|| quiet_since + silence_limit);
             let ack_check = self.channels.any_unacked().then_some(next_ack_check);
             // Not biased: a client that publishes without pause must still get its deliveries,
             // and one that is flooded with deliveries must still have its acks read.
@@ -206,7 +231,16 @@ impl Connection {
                     }
                     continue;
                 }
-                frame = self.reader.next_frame() => frame,
+                frame = self.reader.next_frame(), if !blocked => frame,
+                Ok(()) = self.alarms.changed() => {
+                    if blocked && !self.alarms.borrow_and_update().any() {
+                        if let Err(end) = self.unblock().await {
+                            return end;
+                        }
+                        busy_until = Instant::now();
+                    }
+                    continue;
+                }
                 Some(event) = self.events.recv() => {
                     if let Err(end) = self.on_events(event).await {
                         return end;
@@ -215,7 +249,23 @@ impl Connection {
                 }
             };
             let result = match frame {
-                Ok(frame) => self.dispatch(frame).await,
+                Ok(frame) => {
+                    let content = matches!(frame, Frame::Header { .. } | Frame::Body { .. });
+                    match self.dispatch(frame).await {
+                        // As RabbitMQ: a content frame read while an alarm is in force blocks
+                        // the connection, so only connections that publish are blocked, and
+                        // one that was mid-message when the alarm set is blocked at its next
+                        // frame of content.
+                        Ok(()) if content => {
+                            let alarms = *self.alarms.borrow_and_update();
+                            match alarms.reason() {
+                                Some(reason) => self.block(reason).await,
+                                None => Ok(()),
+                            }
+                        }
+                        result => result,
+                    }
+                }
                 Err(e) => Err(read_end(e)),
             };
             if let Err(end) = result {
@@ -223,6 +273,40 @@ impl Connection {
             }
             busy_until = Instant::now();
         }
+    }
+
+    /// Stops reading from the client until the alarms clear; tells it so if it has the
+    /// `connection.blocked` capability. What the channels produced goes out first.
+    async fn block(&mut self, reason: &str) -> Result<(), End> {
+        if self.blocked.is_some() {
+            return Ok(());
+        }
+        self.flush().await?;
+        if self.blocked_notify {
+            let blocked = Method::ConnectionBlocked(ConnectionBlocked {
+                reason: reason.into(),
+            });
+            self.send(0, &blocked).await?;
+        }
+        debug!(peer = %self.peer, reason, "connection blocked by a resource alarm");
+        self.blocked = Some(Blocked {
+            notified: self.blocked_notify,
+        });
+        Ok(())
+    }
+
+    /// Every alarm has cleared: reading resumes, and a client told of the block is told of
+    /// its end.
+    async fn unblock(&mut self) -> Result<(), End> {
+        let Some(blocked) = self.blocked.take() else {
+            return Ok(());
+        };
+        debug!(peer = %self.peer, "connection unblocked");
+        if blocked.notified {
+            self.send(0, &Method::ConnectionUnblocked(ConnectionUnblocked))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn dispatch(&mut self, frame: Frame) -> Result<(), End> {
@@ -316,8 +400,10 @@ impl Connection {
     /// Encodes what the channels produced and hands it to the writer in one piece; publisher
     /// confirms for consecutive sequence numbers become one `basic.ack multiple=true`.
     async fn flush(&mut self) -> Result<(), End> {
-        // Confirms in `pending` promise the messages are in their queues.
-        self.channels.send_held().await;
+        // Confirms in `pending` promise the messages are in their queues (and on disk).
+        if let Err(e) = self.channels.send_held().await {
+            return Err(End::Close(e));
+        }
         if self.pending.is_empty() {
             return Ok(());
         }

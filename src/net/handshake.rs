@@ -78,6 +78,7 @@ pub fn server_properties() -> FieldTable {
     for capability in [
         "authentication_failure_close",
         "basic.nack",
+        "connection.blocked",
         "consumer_cancel_notify",
         "consumer_priorities",
         "direct_reply_to",
@@ -167,6 +168,7 @@ impl Connection {
             Err(e) => return Err(read_end(e)),
         };
         self.cancel_notify = has_capability(&start_ok.client_properties, "consumer_cancel_notify");
+        self.blocked_notify = has_capability(&start_ok.client_properties, "connection.blocked");
         self.authenticate(&start_ok)?;
 
         let tune = ConnectionTune {
@@ -405,12 +407,12 @@ mod tests {
             unreachable!()
         };
         let advertised: Vec<&str> = caps.iter().map(|(k, _)| k.as_str()).collect();
-        // connection.blocked is left out until memory and disk alarms exist.
         assert_eq!(
             advertised,
             [
                 "authentication_failure_close",
                 "basic.nack",
+                "connection.blocked",
                 "consumer_cancel_notify",
                 "consumer_priorities",
                 "direct_reply_to",

@@ -14,6 +14,7 @@ pub use connection::missed_heartbeats_message;
 pub use handshake::{negotiate, server_properties, Tuned};
 pub use listener::serve;
 
+use crate::alarm::Alarms;
 use crate::broker::Broker;
 use crate::config::Config;
 
@@ -22,4 +23,6 @@ use crate::config::Config;
 pub struct Context {
     pub config: Arc<Config>,
     pub broker: Arc<Broker>,
+    /// Memory and disk alarms: publishing connections are blocked while one is in force.
+    pub alarms: Alarms,
 }

@@ -365,6 +365,15 @@ impl FieldTable {
         self.0.is_empty()
     }
 
+    /// Decodes a table written by [`FieldTable::encode`] that fills `src` exactly (how the
+    /// store reads back the tables it wrote); `None` when it is damaged.
+    pub fn decode_exact(src: &Bytes) -> Option<FieldTable> {
+        match table(src, src) {
+            Ok(([], t)) => Some(t),
+            _ => None,
+        }
+    }
+
     /// Appends the table with its u32 length prefix.
     pub fn encode(&self, out: &mut BytesMut) {
         wire::put_length_prefixed(out, |out| {

@@ -173,7 +173,12 @@ fn commit_once<S: Store + ?Sized>(
     if durability == Durability::Sync {
         counters.syncs.fetch_add(1, Ordering::Relaxed);
     }
-    store.commit(batch, durability)
+    let result = store.commit(batch, durability);
+    if let Err(e) = &result {
+        // Most submitters (acks, pages) do not wait for their answer: say it here.
+        tracing::error!(error = %e, "store commit failed");
+    }
+    result
 }
 
 fn commit_group<S: Store + ?Sized>(store: &S, group: Vec<Request>, counters: &Counters) {

@@ -7,12 +7,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
 
+use super::paging::enqueue_for;
 use super::task::Command;
 use crate::broker::dead_letter::{dead_letter, DeadLetterTarget, Death, DeathReason};
 use crate::broker::message::Message;
 use crate::broker::queue_args::QueueArgs;
 use crate::broker::registry::Registry;
 use crate::protocol::{FieldValue, ShortStr};
+use crate::store::{Batch, Durability};
 
 /// Dead-letters `message`, which left the queue `queue` for `reason`. Without a dead-letter
 /// exchange, or when that exchange does not exist, the message is dropped silently (RabbitMQ).
@@ -86,14 +88,27 @@ pub fn dead_letter_message(
         ttl: None,
         deaths: Some(Arc::new(dl.deaths)),
     });
+    // The copy is stored like a publish (unsynced: the source's removal is committed after
+    // it, so a crash loses neither or only the removal, which redelivers).
+    let persistence = registry.persistence();
+    let mut batch = Batch::new();
+    let mut id = None;
+    let mut sends = Vec::with_capacity(queues.len());
     for q in queues {
         // A full queue that refuses publishes refuses dead-lettered copies too.
         if !q.admit(copy.body_size()) {
             continue;
         }
+        let e = enqueue_for(persistence.map(|p| &**p), &q, &copy, &mut batch, &mut id);
+        sends.push((q, e));
+    }
+    if let (Some(p), false) = (persistence, batch.is_empty()) {
+        drop(p.submit(batch, Durability::NoSync));
+    }
+    for (q, e) in sends {
         // Never wait on another queue's mailbox from a queue task (two queues dead-lettering
         // into each other would deadlock): a full mailbox gets the copy from a helper task.
-        match q.tx.try_send(Command::Publish(vec![Arc::clone(&copy)])) {
+        match q.tx.try_send(Command::Publish(vec![e])) {
             Ok(()) | Err(TrySendError::Closed(_)) => {}
             Err(TrySendError::Full(cmd)) => {
                 tokio::spawn(async move {
@@ -159,6 +174,7 @@ mod tests {
                     args: QueueArgs::default(),
                     admission: None,
                     tx,
+                    positions: Default::default(),
                 }))
             })
             .unwrap();
@@ -181,7 +197,7 @@ mod tests {
             panic!("the DLX route should have delivered one publish to dlq");
         };
         assert_eq!(copies.len(), 1);
-        let copy = &copies[0];
+        let copy = &copies[0].message;
         assert_eq!(
             copy.body.as_ptr(),
             original.body.as_ptr(),

@@ -6,6 +6,7 @@ mod admission;
 mod consumers;
 mod dead_letters;
 mod limit;
+pub mod paging;
 mod state;
 mod task;
 
@@ -14,7 +15,10 @@ pub use consumers::{ConsumerId, ConsumerSpec};
 pub use dead_letters::dead_letter_message;
 pub use limit::{Backlog, ChannelLimit};
 pub use state::{Delivery, Entry, OwnerId, Position, QueueState};
-pub use task::{spawn, Command, ConnEvent, Outgoing, QueueRef, QueueShared, Settle, Sink, MAILBOX};
+pub use task::{
+    reserve_ids_through, spawn, spawn_recovered, Command, ConnEvent, Enqueued, Outgoing, QueueRef,
+    QueueShared, Settle, Sink, MAILBOX,
+};
 
 #[cfg(test)]
 mod model_tests;

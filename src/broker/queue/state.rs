@@ -35,6 +35,10 @@ pub struct Entry {
     pub expires_at: Option<Instant>,
     /// Its priority in this queue: the `priority` property capped at `x-max-priority`.
     pub priority: u8,
+    /// Its place in the queue (also its key in the store's queue index).
+    pub position: Position,
+    /// It has an entry in the store's queue index, to remove when it leaves the queue.
+    pub stored: bool,
 }
 
 /// A message handed to a consumer (or to `basic.get`), for the owner channel to send.
@@ -48,6 +52,8 @@ pub struct Delivery {
     pub redelivered: bool,
     /// Settled already (no-ack): there is nothing to acknowledge.
     pub settled: bool,
+    /// The message has a store entry (a persistent message in a durable queue).
+    pub stored: bool,
 }
 
 #[derive(Debug)]
@@ -122,23 +128,54 @@ impl QueueState {
         expires_at: Option<Instant>,
     ) -> Position {
         let position = self.next_position;
-        self.next_position += 1;
-        self.ready_bytes += message.body_size();
-        let priority = match self.max_priority {
+        self.publish_at(position, message, expires_at, false);
+        position
+    }
+
+    /// Enqueues a message at `position`, given by whoever routed it (positions are taken
+    /// from the queue's counter by publishers, so they may arrive slightly out of order).
+    pub fn publish_at(
+        &mut self,
+        position: Position,
+        message: Arc<Message>,
+        expires_at: Option<Instant>,
+        stored: bool,
+    ) {
+        let priority = self.priority_of(&message);
+        self.insert_loaded(Entry {
+            message,
+            redelivered: false,
+            deliveries: 0,
+            expires_at,
+            priority,
+            position,
+            stored,
+        });
+    }
+
+    /// The priority a message has in this queue.
+    pub fn priority_of(&self, message: &Message) -> u8 {
+        match self.max_priority {
             Some(max) => message.properties.priority.unwrap_or(0).min(max),
             None => 0,
-        };
-        self.insert_ready(
-            position,
-            Entry {
-                message,
-                redelivered: false,
-                deliveries: 0,
-                expires_at,
-                priority,
-            },
-        );
-        position
+        }
+    }
+
+    /// Puts a ready entry (new, or read back from the store) at its position.
+    pub fn insert_loaded(&mut self, entry: Entry) {
+        self.next_position = self.next_position.max(entry.position + 1);
+        self.ready_bytes += entry.message.body_size();
+        self.insert_ready(entry.position, entry);
+    }
+
+    /// One past the highest position this queue has seen.
+    pub fn next_position(&self) -> Position {
+        self.next_position
+    }
+
+    /// Whether this is a priority queue.
+    pub fn has_priorities(&self) -> bool {
+        self.max_priority.is_some()
     }
 
     /// Sets "now" for expiry. A message expires once `now` is strictly past its expiry, so a
@@ -275,10 +312,13 @@ impl QueueState {
 
     /// Removes every ready message (unacknowledged ones stay); returns how many went.
     pub fn purge(&mut self) -> usize {
-        let count = self.ready.len();
-        self.ready.clear();
+        self.purge_entries().len()
+    }
+
+    /// Removes every ready message (unacknowledged ones stay) and returns them.
+    pub fn purge_entries(&mut self) -> Vec<Entry> {
         self.ready_bytes = 0;
-        count
+        std::mem::take(&mut self.ready).into_values().collect()
     }
 
     /// The queue is going away: drops what is unacknowledged and gives back the channel-wide
@@ -347,6 +387,7 @@ impl QueueState {
             message,
             redelivered: entry.redelivered,
             settled: no_ack,
+            stored: entry.stored,
         };
         entry.redelivered = true;
         entry.deliveries = entry.deliveries.saturating_add(1);

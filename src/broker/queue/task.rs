@@ -12,9 +12,11 @@ use tokio::time::{self, Duration, Instant};
 use super::admission::Admission;
 use super::consumers::{ConsumerId, ConsumerSpec};
 use super::dead_letters::dead_letter_message;
-use super::state::{Delivery, OwnerId, Position, QueueState};
+use super::paging::{Disk, Recovered};
+use super::state::{Delivery, Entry, OwnerId, Position, QueueState};
 use crate::broker::dead_letter::{effective_ttl, DeathReason};
 use crate::broker::message::Message;
+use crate::broker::persist::Persistence;
 use crate::broker::queue_args::{Overflow, QueueArgs};
 use crate::broker::registry::{QueueSpec, Registry};
 use crate::error::AmqpError;
@@ -43,9 +45,23 @@ pub struct QueueShared {
     /// Present for a length-limited queue that refuses publishes (`reject-publish(-dlx)`).
     pub admission: Option<Admission>,
     pub tx: mpsc::Sender<Command>,
+    /// The next position to give a message routed here: publishers take positions before
+    /// the queue sees the message, so that its store entry can be written on their side.
+    pub positions: AtomicU64,
 }
 
 impl QueueShared {
+    /// Takes the position of a message about to be sent to this queue.
+    pub fn take_position(&self) -> Position {
+        self.positions.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether the queue survives a restart (durable and not exclusive), and so keeps its
+    /// persistent messages in the store.
+    pub fn persistent(&self) -> bool {
+        self.durable && self.exclusive_owner.is_none()
+    }
+
     /// Whether the queue takes a message of `size` bytes now (always, unless it refuses
     /// publishes when full).
     pub fn admit(&self, size: u64) -> bool {
@@ -103,10 +119,19 @@ pub enum Settle {
     Reject,
 }
 
+/// A message on its way into a queue, at the position its publisher took.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    pub position: Position,
+    pub message: Arc<Message>,
+    /// The publisher wrote its store entry (persistent message, durable queue).
+    pub stored: bool,
+}
+
 #[derive(Debug)]
 pub enum Command {
     /// Messages routed here by one connection since its last batch, in publish order.
-    Publish(Vec<Arc<Message>>),
+    Publish(Vec<Enqueued>),
     Consume {
         spec: ConsumerSpec,
         sink: Sink,
@@ -147,6 +172,14 @@ pub enum Command {
     },
 }
 
+/// Queue ids, unique in the process and, for durable queues, in the store.
+static IDS: AtomicU64 = AtomicU64::new(1);
+
+/// New queues get ids above `id` (recovery calls this with the highest stored id).
+pub fn reserve_ids_through(id: u64) {
+    IDS.fetch_max(id.saturating_add(1), Ordering::Relaxed);
+}
+
 /// Starts the task of a new queue.
 pub fn spawn(
     spec: &QueueSpec,
@@ -154,11 +187,36 @@ pub fn spawn(
     exclusive_owner: Option<u64>,
     registry: Weak<Registry>,
 ) -> QueueRef {
-    static IDS: AtomicU64 = AtomicU64::new(1);
+    let id = IDS.fetch_add(1, Ordering::Relaxed);
+    spawn_with(spec, args, exclusive_owner, registry, id, None)
+}
+
+/// Starts the task of a durable queue read back from the store, with id `id`.
+pub fn spawn_recovered(
+    spec: &QueueSpec,
+    args: QueueArgs,
+    registry: Weak<Registry>,
+    id: u64,
+    recovered: Recovered,
+) -> QueueRef {
+    reserve_ids_through(id);
+    spawn_with(spec, args, None, registry, id, Some(recovered))
+}
+
+fn spawn_with(
+    spec: &QueueSpec,
+    args: QueueArgs,
+    exclusive_owner: Option<u64>,
+    registry: Weak<Registry>,
+    id: u64,
+    recovered: Option<Recovered>,
+) -> QueueRef {
+    let persistence: Option<Arc<Persistence>> =
+        registry.upgrade().and_then(|r| r.persistence().cloned());
     let (tx, rx) = mpsc::channel(MAILBOX);
     let me = Arc::new(QueueShared {
         name: spec.name.clone(),
-        id: IDS.fetch_add(1, Ordering::Relaxed),
+        id,
         durable: spec.durable,
         auto_delete: spec.auto_delete,
         exclusive_owner,
@@ -168,8 +226,13 @@ pub fn spawn(
         .then(|| Admission::new(args.max_length, args.max_length_bytes)),
         args: args.clone(),
         tx,
+        positions: AtomicU64::new(recovered.map_or(0, |r| r.next_position)),
     });
+    let can_page =
+        args.max_priority.is_none() && args.max_length.is_none() && args.max_length_bytes.is_none();
+    let disk = persistence.map(|p| Disk::new(p, id, me.persistent(), can_page, recovered));
     let task = QueueTask {
+        disk,
         me: Arc::downgrade(&me),
         name: spec.name.clone(),
         auto_delete: spec.auto_delete,
@@ -194,6 +257,8 @@ pub fn spawn(
 /// Invariants: `sinks` has exactly the consumers of `state`; `exclusive_consumer`, when set,
 /// is the only consumer.
 struct QueueTask {
+    /// The store side: removals, pages, the tail on disk (`None` without a store).
+    disk: Option<Disk>,
     /// Weak so that the task does not keep its own mailbox open.
     me: Weak<QueueShared>,
     name: String,
@@ -221,6 +286,8 @@ enum Flow {
 impl QueueTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut out = Vec::new();
+        // A recovered queue starts with its messages on disk only.
+        self.refill().await;
         loop {
             // Woken by a command, or by the head message's expiry on an idle queue (1 ms
             // after it, since a message expires once the clock is strictly past its expiry).
@@ -241,6 +308,8 @@ impl QueueTask {
                 break;
             }
             if let Some(first) = first {
+                // Commands (a get, say) see the head in memory whenever there is one on disk.
+                self.refill().await;
                 let mut flow = self.handle(first);
                 let mut taken = 1;
                 while matches!(flow, Flow::Continue) && taken < BATCH {
@@ -254,6 +323,7 @@ impl QueueTask {
                     break;
                 }
             }
+            self.refill().await;
             self.state.expire_head();
             self.settle_expired();
             loop {
@@ -263,6 +333,7 @@ impl QueueTask {
                 if n < BATCH {
                     break;
                 }
+                self.refill().await;
                 tokio::task::yield_now().await;
             }
             self.settle_expired();
@@ -271,6 +342,10 @@ impl QueueTask {
                 self.shut_down();
                 break;
             }
+            self.refill().await;
+            if let Some(disk) = &mut self.disk {
+                disk.flush();
+            }
         }
     }
 
@@ -278,18 +353,25 @@ impl QueueTask {
         match cmd {
             Command::Publish(messages) => {
                 let taken = count64(messages.len());
-                let taken_bytes = messages.iter().map(|m| m.body_size()).sum();
+                let taken_bytes = messages.iter().map(|e| e.message.body_size()).sum();
                 let now = Instant::now();
-                for message in messages {
-                    let ttl = effective_ttl(self.args.message_ttl, message.ttl);
+                for e in messages {
+                    let ttl = effective_ttl(self.args.message_ttl, e.message.ttl);
                     let expires_at = ttl.map(|ms| now + Duration::from_millis(ms));
-                    self.state.publish_expiring(message, expires_at);
+                    if let Some(disk) = &mut self.disk {
+                        let unix = expires_at.map(crate::broker::persist::instant_to_unix_ms);
+                        if disk.page_out(&self.state, &e, unix) {
+                            continue;
+                        }
+                    }
+                    self.state
+                        .publish_at(e.position, e.message, expires_at, e.stored);
                 }
                 // Mirror first, then release the admissions: publishers never see less.
                 if let Some(me) = self.me.upgrade() {
                     if let Some(admission) = &me.admission {
-                        let ready = count64(self.state.ready_count());
-                        admission.mirror(ready, self.state.ready_bytes());
+                        let (ready, bytes) = self.ready_total();
+                        admission.mirror(ready, bytes);
                         admission.taken(taken, taken_bytes);
                     }
                 }
@@ -341,12 +423,30 @@ impl QueueTask {
                 reply,
             } => {
                 self.last_used = Instant::now();
-                let _ = reply.send(self.state.get(owner, no_ack));
+                let got = self.state.get(owner, no_ack);
+                let tail = self.disk.as_ref().map_or(0, |d| d.tail().0);
+                let got = got.map(|(d, left)| {
+                    if let Some(disk) = &mut self.disk {
+                        if d.stored {
+                            disk.delivered(d.position);
+                        }
+                        if d.settled {
+                            disk.removed_at(d.position, d.stored);
+                        }
+                    }
+                    (
+                        d,
+                        left.saturating_add(usize::try_from(tail).unwrap_or(usize::MAX)),
+                    )
+                });
+                let _ = reply.send(got);
                 self.settle_expired();
             }
             Command::Ack { owner, positions } => {
                 for p in positions {
-                    self.state.ack(owner, p);
+                    if let Some(entry) = self.state.ack(owner, p) {
+                        self.removed(&entry);
+                    }
                 }
             }
             Command::Requeue { owner, positions } => {
@@ -358,6 +458,7 @@ impl QueueTask {
                 for p in positions {
                     if let Some(entry) = self.state.ack(owner, p) {
                         self.dead_letter(&entry.message, DeathReason::Rejected);
+                        self.removed(&entry);
                     }
                 }
             }
@@ -376,13 +477,24 @@ impl QueueTask {
             }
             Command::Wake => {}
             Command::Purge(reply) => {
-                let _ = reply.send(self.state.purge());
+                let entries = self.state.purge_entries();
+                let mut purged = entries.len();
+                if let Some(disk) = &mut self.disk {
+                    let tail = usize::try_from(disk.tail().0).unwrap_or(usize::MAX);
+                    purged = purged.saturating_add(tail);
+                    let end = self
+                        .me
+                        .upgrade()
+                        .map_or(0, |me| me.positions.load(Ordering::Relaxed));
+                    disk.purge(&entries, end);
+                }
+                let _ = reply.send(purged);
             }
             // Asked by every declare of the existing queue, which renews its lease.
             Command::Stats(reply) => {
                 self.last_used = Instant::now();
                 let _ = reply.send((
-                    count(self.state.ready_count()),
+                    count64to32(self.ready_total().0),
                     count(self.consumer_total()),
                 ));
             }
@@ -397,13 +509,13 @@ impl QueueTask {
                         ReplyCode::PRECONDITION_FAILED,
                         format!("{resource} in use"),
                     )));
-                } else if if_empty && self.state.ready_count() > 0 {
+                } else if if_empty && self.ready_total().0 > 0 {
                     let _ = reply.send(Err(AmqpError::new(
                         ReplyCode::PRECONDITION_FAILED,
                         format!("{resource} not empty"),
                     )));
                 } else {
-                    let messages = count(self.state.ready_count());
+                    let messages = count64to32(self.ready_total().0);
                     self.shut_down();
                     let _ = reply.send(Ok(messages));
                     return Flow::Stop;
@@ -443,11 +555,13 @@ impl QueueTask {
                     break;
                 };
                 self.dead_letter(&entry.message, DeathReason::Maxlen);
+                self.removed(&entry);
             }
             self.settle_expired();
         } else if let Some(me) = self.me.upgrade() {
             if let Some(admission) = &me.admission {
-                admission.mirror(count64(self.state.ready_count()), self.state.ready_bytes());
+                let (ready, bytes) = self.ready_total();
+                admission.mirror(ready, bytes);
             }
         }
     }
@@ -456,9 +570,39 @@ impl QueueTask {
     fn settle_expired(&mut self) {
         for entry in self.state.take_expired() {
             self.dead_letter(&entry.message, DeathReason::Expired);
+            self.removed(&entry);
         }
         for entry in self.state.take_over_limit() {
             self.dead_letter(&entry.message, DeathReason::DeliveryLimit);
+            self.removed(&entry);
+        }
+    }
+
+    /// The entry left the queue for good: its store entry goes too.
+    fn removed(&mut self, entry: &Entry) {
+        if let Some(disk) = &mut self.disk {
+            disk.removed(entry);
+        }
+    }
+
+    /// Ready messages, in memory and on disk: (count, bytes).
+    fn ready_total(&self) -> (u64, u64) {
+        let (tail, tail_bytes) = self.disk.as_ref().map_or((0, 0), Disk::tail);
+        (
+            count64(self.state.ready_count()).saturating_add(tail),
+            self.state.ready_bytes().saturating_add(tail_bytes),
+        )
+    }
+
+    /// Tops memory up from the tail on disk while it runs low.
+    async fn refill(&mut self) {
+        if let Some(disk) = &mut self.disk {
+            // Non-paging queues (recovered priority or length-limited ones) read all of it.
+            let mut rounds = 0;
+            while disk.needs_refill(&self.state) && rounds < 1024 {
+                disk.refill(&mut self.state).await;
+                rounds += 1;
+            }
         }
     }
 
@@ -513,7 +657,10 @@ impl QueueTask {
     /// tells every consumer's connection that the consumer is gone.
     fn shut_down(&mut self) {
         if let (Some(registry), Some(me)) = (self.registry.upgrade(), self.me.upgrade()) {
-            registry.remove_queue(&me);
+            let definitions = registry.remove_queue(&me);
+            if let Some(disk) = &mut self.disk {
+                disk.delete_all(definitions, me.positions.load(Ordering::Relaxed));
+            }
         }
         self.state.release_all();
         let waiting = self.waiting.drain(..).map(|(_, sink)| sink);
@@ -540,6 +687,14 @@ impl QueueTask {
         let me = self.me.upgrade();
         let mut batches: Vec<(mpsc::UnboundedSender<ConnEvent>, Vec<Outgoing>)> = Vec::new();
         for d in out.drain(..) {
+            if let Some(disk) = &mut self.disk {
+                if d.stored {
+                    disk.delivered(d.position);
+                }
+                if d.settled {
+                    disk.removed_at(d.position, d.stored);
+                }
+            }
             let Some(sink) = d.consumer.and_then(|id| self.sinks.get(&id)) else {
                 continue;
             };
@@ -574,6 +729,10 @@ impl QueueTask {
 
 fn count64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+fn count64to32(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 fn count(n: usize) -> u32 {

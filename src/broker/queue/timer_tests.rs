@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::task::Enqueued;
 use super::{spawn, Command, QueueRef};
 use crate::broker::message::Message;
 use crate::broker::queue_args::{QueueArgs, QueueName};
@@ -67,11 +68,15 @@ async fn messages_of_an_idle_queue_expire_on_the_timer() {
     });
     queue
         .tx
-        .send(Command::Publish(vec![
-            message.clone(),
-            message.clone(),
-            message,
-        ]))
+        .send(Command::Publish(
+            (0..3)
+                .map(|_| Enqueued {
+                    position: queue.take_position(),
+                    message: Arc::clone(&message),
+                    stored: false,
+                })
+                .collect(),
+        ))
         .await
         .unwrap();
     assert_eq!(ready_count(&queue).await, 3);

@@ -1,0 +1,213 @@
+//! Boot from the store: users, vhosts and permissions; then every vhost's durable exchanges,
+//! queues (with the counts of their stored messages) and bindings.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tracing::{info, warn};
+
+use super::persist::{
+    self, decode_vhost_key, BindingRecord, Dec, Enc, ExchangeRecord, Persistence, QueueRecord,
+};
+use super::queue::paging;
+use super::queue_args::{QueueArgs, QueueName};
+use super::registry::{QueueSpec, Registry};
+use super::{Broker, Permission, User, VHost};
+use crate::store::{Batch, Durability, Op, Store, StoreError};
+
+/// Users, vhosts and permissions as stored.
+#[derive(Debug, Default)]
+pub struct StoredAccess {
+    pub users: Vec<User>,
+    pub vhosts: Vec<String>,
+    /// (vhost, user, permission)
+    pub permissions: Vec<(String, String, Permission)>,
+}
+
+pub fn load_access(store: &dyn Store) -> Result<StoredAccess, StoreError> {
+    let mut out = StoredAccess::default();
+    for (key, value) in store.scan_definitions(persist::KIND_USER)? {
+        let mut d = Dec::new(value);
+        let (Ok(name), Some(password), Some(tags)) =
+            (String::from_utf8(key.to_vec()), d.string(), d.string())
+        else {
+            warn!("skipping a damaged user record");
+            continue;
+        };
+        let tags = tags
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        out.users.push(User::new(&name, &password, tags));
+    }
+    for (key, _) in store.scan_definitions(persist::KIND_VHOST)? {
+        match String::from_utf8(key.to_vec()) {
+            Ok(name) => out.vhosts.push(name),
+            Err(_) => warn!("skipping a damaged vhost record"),
+        }
+    }
+    for (key, value) in store.scan_definitions(persist::KIND_PERMISSION)? {
+        let mut d = Dec::new(value);
+        let (Some((vhost, user)), Some(configure), Some(write), Some(read)) =
+            (decode_vhost_key(key), d.string(), d.string(), d.string())
+        else {
+            warn!("skipping a damaged permission record");
+            continue;
+        };
+        out.permissions.push((
+            vhost,
+            user,
+            Permission {
+                configure,
+                write,
+                read,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Saves every user, vhost and permission (synced): the next boot finds them even if the
+/// configuration no longer names them.
+pub fn save_access(
+    p: &Persistence,
+    users: &HashMap<String, User>,
+    vhosts: &HashMap<String, VHost>,
+) -> Result<(), StoreError> {
+    let mut batch = Batch::new();
+    for user in users.values() {
+        let mut e = Enc::new();
+        e.bytes(user.password().as_bytes())
+            .bytes(user.tags.join(",").as_bytes());
+        batch.push(Op::PutDefinition {
+            kind: persist::KIND_USER,
+            key: Bytes::copy_from_slice(user.name.as_bytes()),
+            value: e.finish(),
+        });
+    }
+    for vhost in vhosts.values() {
+        batch.push(Op::PutDefinition {
+            kind: persist::KIND_VHOST,
+            key: Bytes::copy_from_slice(vhost.name.as_bytes()),
+            value: Bytes::new(),
+        });
+        for (user, permission) in vhost.permissions() {
+            let mut e = Enc::new();
+            e.bytes(permission.configure.as_bytes())
+                .bytes(permission.write.as_bytes())
+                .bytes(permission.read.as_bytes());
+            batch.push(Op::PutDefinition {
+                kind: persist::KIND_PERMISSION,
+                key: persist::vhost_key(&vhost.name, user),
+                value: e.finish(),
+            });
+        }
+    }
+    p.store().commit(batch, Durability::Sync)
+}
+
+/// What recovery brought back, for the log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub exchanges: usize,
+    pub queues: usize,
+    pub bindings: usize,
+    pub messages: u64,
+    pub elapsed: Duration,
+}
+
+/// Brings back durable exchanges, queues and bindings into `broker`'s registries. Queue tasks
+/// start with the counts of their stored messages and read them back as consumers need them.
+/// Records that cannot be decoded, or that name a vhost or an end that no longer exists, are
+/// skipped with a warning (and bindings left dangling are deleted).
+pub fn recover(broker: &Broker, p: &Persistence) -> Result<RecoveryReport, StoreError> {
+    let started = Instant::now();
+    let store = p.store().as_ref();
+    let mut report = RecoveryReport::default();
+    let registry = |vhost: &str| broker.registry(vhost);
+
+    for (key, value) in store.scan_definitions(persist::KIND_EXCHANGE)? {
+        let (Some((vhost, name)), Some(record)) =
+            (decode_vhost_key(key), ExchangeRecord::decode(value))
+        else {
+            warn!("skipping a damaged exchange record");
+            continue;
+        };
+        match registry(&vhost) {
+            Some(r) if r.restore_exchange(&name, record) => report.exchanges += 1,
+            _ => {
+                warn!(%vhost, exchange = %name, "skipping an exchange of an unknown vhost or type")
+            }
+        }
+    }
+
+    let delivered = paging::delivered_marks(store)?;
+    let mut max_id = 0;
+    for (key, value) in store.scan_definitions(persist::KIND_QUEUE)? {
+        let (Some((vhost, name)), Some(record)) =
+            (decode_vhost_key(key), QueueRecord::decode(value))
+        else {
+            warn!("skipping a damaged queue record");
+            continue;
+        };
+        max_id = max_id.max(record.id);
+        let Some(r) = registry(&vhost) else {
+            warn!(%vhost, queue = %name, "skipping a queue of an unknown vhost");
+            continue;
+        };
+        let args = match QueueArgs::parse(
+            &QueueName::new(vhost.as_str(), name.as_str()),
+            &record.arguments,
+        ) {
+            Ok(args) => args,
+            Err(e) => {
+                warn!(%vhost, queue = %name, error = %e, "skipping a queue with invalid arguments");
+                continue;
+            }
+        };
+        let found = paging::recover(store, record.id, delivered.get(&record.id).copied())?;
+        let spec = QueueSpec {
+            name: name.clone(),
+            durable: true,
+            exclusive: false,
+            auto_delete: record.auto_delete,
+            arguments: record.arguments,
+        };
+        let q = super::queue::spawn_recovered(&spec, args, Arc::downgrade(&r), record.id, found);
+        r.restore_queue(q);
+        report.queues += 1;
+        report.messages += found.count;
+        info!(%vhost, queue = %name, messages = found.count, "recovered queue");
+    }
+    super::queue::reserve_ids_through(max_id);
+
+    let mut dangling = Batch::new();
+    for (key, _) in store.scan_definitions(persist::KIND_BINDING)? {
+        let Some(record) = BindingRecord::decode(key.clone()) else {
+            warn!("skipping a damaged binding record");
+            continue;
+        };
+        let restored =
+            registry(&record.vhost).is_some_and(|r: Arc<Registry>| r.restore_binding(record));
+        if restored {
+            report.bindings += 1;
+        } else {
+            dangling.push(Op::DeleteDefinition {
+                kind: persist::KIND_BINDING,
+                key,
+            });
+        }
+    }
+    if !dangling.is_empty() {
+        warn!(
+            count = dangling.len(),
+            "deleting bindings whose source or destination is gone"
+        );
+        store.commit(dangling, Durability::Sync)?;
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
