@@ -112,6 +112,7 @@ publish_rate=$(json "$OUT/publish.log" confirmed_rate)
 echo settled > "$PHASE_FILE"
 sleep 5
 before=$($COUNT "$URI" $QUEUE)
+disk_full=$(du -sh "$DATA" 2>/dev/null | cut -f1)
 
 echo stop > "$PHASE_FILE"
 t_stop=$(now)
@@ -141,9 +142,9 @@ stop_broker
 disk=$(du -sh "$DATA" 2>/dev/null | cut -f1)
 
 {
-    echo "| N | body | publish (confirmed) | confirmed msg/s | RSS max publishing | queue before stop | stop ($STOP) | restart: AMQP up | restart: count back | count after restart | drained | drain msg/s | RSS max draining | left | data dir at end |"
+    echo "| N | body | publish (confirmed) | confirmed msg/s | RSS max publishing | queue before stop | stop ($STOP) | restart: AMQP up | restart: count back | count after restart | drained | drain msg/s | RSS max draining | left | data dir full / drained |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    echo "| $N | $SIZE B | $confirmed in ${publish_s}s | $publish_rate | $(rss_max publish) MiB | $before | $stop_s | $ready_s | $counted_s | $after | $drained in ${drain_s}s | $drain_rate | $(rss_max drain) MiB | $left | $disk |"
+    echo "| $N | $SIZE B | $confirmed in ${publish_s}s | $publish_rate | $(rss_max publish) MiB | $before | $stop_s | $ready_s | $counted_s | $after | $drained in ${drain_s}s | $drain_rate | $(rss_max drain) MiB | $left | $disk_full / $disk |"
     echo
     echo "RSS max overall: $(awk -F, 'NR > 1 && $3 > m {m = $3} END {printf "%.0f", m / 1024}' "$RSS") MiB (samples: $RSS)"
 } | tee "$OUT/summary.md"
