@@ -14,10 +14,6 @@ pub(crate) const STEP: Duration = Duration::from_secs(20);
 /// Limit for a broker to accept AMQP after it was spawned (recovery included).
 pub(crate) const READY: Duration = Duration::from_secs(60);
 
-// ---------------------------------------------------------------------------------------------
-// The broker as a child process
-// ---------------------------------------------------------------------------------------------
-
 /// A `warren server` child. Dropping it SIGKILLs the child; if the test is panicking, the tail
 /// of the child's log is printed first.
 pub(crate) struct Broker {

@@ -13,10 +13,6 @@ use warren::protocol::{
 /// Limit for one client request or one wait; generous, the machine is small and shared.
 use crate::broker::{ok, Broker, STEP};
 
-// ---------------------------------------------------------------------------------------------
-// Topology and the bookkeeping of one kill point
-// ---------------------------------------------------------------------------------------------
-
 pub(crate) const EXCHANGE: &str = "crash.direct";
 /// Destination of the exchange-to-exchange binding.
 pub(crate) const FANOUT: &str = "crash.fanout";

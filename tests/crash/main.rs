@@ -16,8 +16,14 @@
 //!
 //! `cargo test --test crash -- --nocapture` shows per-point lines and the totals (published and
 //! confirmed count messages; acked and recovered count queue copies: a `k.all` message reaches
-//! two queues). On a failure
-//! the tail of the broker's log (stdout and stderr) is printed.
+//! two queues); `WARREN_CRASH_POINTS=20 cargo test --test crash -- --nocapture` is the
+//! long run. On a failure the tail of the broker's log (stdout and stderr) is printed.
+//!
+//! Also here: a second broker on a data dir in use is refused, and a clean restart (SIGTERM)
+//! keeps exactly the durable definitions and the persistent messages of durable queues.
+//!
+//! `broker` runs the child process, `load` declares the topology and runs the clients of one kill
+//! point, `verify` checks the restarted broker and judges what it recovered.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod broker;
@@ -36,10 +42,6 @@ use warren::protocol::{BasicProperties, ExchangeDeclare, FieldTable, QueueBind, 
 use broker::*;
 use load::*;
 use verify::*;
-
-// ---------------------------------------------------------------------------------------------
-// The tests
-// ---------------------------------------------------------------------------------------------
 
 /// Runs the load against `broker` and SIGKILLs it after `delay`; returns what the clients saw.
 async fn load_then_kill(broker: &mut Broker, point: usize, delay: Duration) -> Record {
