@@ -494,3 +494,53 @@ async fn a_deleted_durable_queue_stays_deleted() {
     assert_eq!(close.code, 404);
     tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
 }
+
+/// A store written by another format version, or one that cannot be opened, stops the start
+/// with a clear message and is left as it was.
+#[tokio::test]
+async fn a_foreign_or_unreadable_store_stops_the_start_and_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = start_in(dir.path()).await;
+    tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
+    let store = dir.path().join("store");
+    let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), &store).unwrap();
+    {
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &store, &families).unwrap();
+        db.put(b"format_version", 99u32.to_be_bytes()).unwrap();
+    }
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let error = Server::start(config.clone())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("format version 99") && error.contains(&store.display().to_string()),
+        "{error}"
+    );
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &store, &families).unwrap();
+    assert_eq!(
+        db.get(b"format_version").unwrap().as_deref(),
+        Some(&99u32.to_be_bytes()[..]),
+        "the store was touched"
+    );
+    drop(db);
+
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("store"), b"not a directory").unwrap();
+    let config = Config {
+        data_dir: other.path().to_path_buf(),
+        ..config
+    };
+    let error = Server::start(config).await.err().unwrap().to_string();
+    assert!(error.starts_with("cannot start: "), "{error}");
+    assert!(error.contains("store"), "{error}");
+    assert_eq!(
+        std::fs::read(other.path().join("store")).unwrap(),
+        b"not a directory"
+    );
+}
