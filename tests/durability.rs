@@ -544,3 +544,70 @@ async fn a_foreign_or_unreadable_store_stops_the_start_and_is_left_alone() {
         b"not a directory"
     );
 }
+
+/// Users, vhosts and permissions saved by one run are there in the next, even when its
+/// configuration no longer names them; so are the vhost's durable queues.
+#[tokio::test]
+async fn users_vhosts_and_permissions_survive_a_restart() {
+    use warren::client::Connection;
+    use warren::config::{PermissionConfig, UserConfig, VhostConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        users: vec![UserConfig {
+            name: "app".into(),
+            password: "secret".into(),
+            tags: vec![],
+        }],
+        vhosts: vec![VhostConfig {
+            name: "staging".into(),
+        }],
+        permissions: vec![PermissionConfig {
+            user: "app".into(),
+            vhost: "staging".into(),
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        }],
+        ..Config::default()
+    };
+    let server = Server::start(config).await.unwrap();
+    let url = format!("amqp://app:secret@{}/staging", server.local_addr());
+    let conn = Connection::connect(&url).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    ch.queue_declare(QueueDeclare {
+        queue: "staged".into(),
+        passive: false,
+        durable: true,
+        exclusive: false,
+        auto_delete: false,
+        no_wait: false,
+        arguments: FieldTable::new(),
+    })
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
+
+    // The next run's configuration names none of them.
+    let (server, addr) = start_in(dir.path()).await;
+    let url = format!("amqp://app:secret@{addr}/staging");
+    let conn = Connection::connect(&url).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    ch.queue_declare(QueueDeclare {
+        queue: "staged".into(),
+        passive: true,
+        durable: true,
+        exclusive: false,
+        auto_delete: false,
+        no_wait: false,
+        arguments: FieldTable::new(),
+    })
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let wrong = format!("amqp://app:wrong@{addr}/staging");
+    assert!(Connection::connect(&wrong).await.is_err());
+    tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
+}
