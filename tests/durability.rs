@@ -545,6 +545,13 @@ async fn a_foreign_or_unreadable_store_stops_the_start_and_is_left_alone() {
     );
 }
 
+fn staged(passive: bool) -> QueueDeclare {
+    match durable_queue("staged", FieldTable::new(), passive) {
+        Method::QueueDeclare(declare) => declare,
+        _ => unreachable!(),
+    }
+}
+
 /// Users, vhosts and permissions saved by one run are there in the next, even when its
 /// configuration no longer names them; so are the vhost's durable queues.
 #[tokio::test]
@@ -576,17 +583,7 @@ async fn users_vhosts_and_permissions_survive_a_restart() {
     let url = format!("amqp://app:secret@{}/staging", server.local_addr());
     let conn = Connection::connect(&url).await.unwrap();
     let ch = conn.open_channel().await.unwrap();
-    ch.queue_declare(QueueDeclare {
-        queue: "staged".into(),
-        passive: false,
-        durable: true,
-        exclusive: false,
-        auto_delete: false,
-        no_wait: false,
-        arguments: FieldTable::new(),
-    })
-    .await
-    .unwrap();
+    ch.queue_declare(staged(false)).await.unwrap();
     conn.close().await.unwrap();
     tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
 
@@ -595,17 +592,7 @@ async fn users_vhosts_and_permissions_survive_a_restart() {
     let url = format!("amqp://app:secret@{addr}/staging");
     let conn = Connection::connect(&url).await.unwrap();
     let ch = conn.open_channel().await.unwrap();
-    ch.queue_declare(QueueDeclare {
-        queue: "staged".into(),
-        passive: true,
-        durable: true,
-        exclusive: false,
-        auto_delete: false,
-        no_wait: false,
-        arguments: FieldTable::new(),
-    })
-    .await
-    .unwrap();
+    ch.queue_declare(staged(true)).await.unwrap();
     conn.close().await.unwrap();
     let wrong = format!("amqp://app:wrong@{addr}/staging");
     assert!(Connection::connect(&wrong).await.is_err());
