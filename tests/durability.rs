@@ -494,3 +494,107 @@ async fn a_deleted_durable_queue_stays_deleted() {
     assert_eq!(close.code, 404);
     tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
 }
+
+/// A store written by another format version, or one that cannot be opened, stops the start
+/// with a clear message and is left as it was.
+#[tokio::test]
+async fn a_foreign_or_unreadable_store_stops_the_start_and_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = start_in(dir.path()).await;
+    tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
+    let store = dir.path().join("store");
+    let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), &store).unwrap();
+    {
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &store, &families).unwrap();
+        db.put(b"format_version", 99u32.to_be_bytes()).unwrap();
+    }
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let error = Server::start(config.clone())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("format version 99") && error.contains(&store.display().to_string()),
+        "{error}"
+    );
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &store, &families).unwrap();
+    assert_eq!(
+        db.get(b"format_version").unwrap().as_deref(),
+        Some(&99u32.to_be_bytes()[..]),
+        "the store was touched"
+    );
+    drop(db);
+
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("store"), b"not a directory").unwrap();
+    let config = Config {
+        data_dir: other.path().to_path_buf(),
+        ..config
+    };
+    let error = Server::start(config).await.err().unwrap().to_string();
+    assert!(error.starts_with("cannot start: "), "{error}");
+    assert!(error.contains("store"), "{error}");
+    assert_eq!(
+        std::fs::read(other.path().join("store")).unwrap(),
+        b"not a directory"
+    );
+}
+
+fn staged(passive: bool) -> QueueDeclare {
+    match durable_queue("staged", FieldTable::new(), passive) {
+        Method::QueueDeclare(declare) => declare,
+        _ => unreachable!(),
+    }
+}
+
+/// Users, vhosts and permissions saved by one run are there in the next, even when its
+/// configuration no longer names them; so are the vhost's durable queues.
+#[tokio::test]
+async fn users_vhosts_and_permissions_survive_a_restart() {
+    use warren::client::Connection;
+    use warren::config::{PermissionConfig, UserConfig, VhostConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        users: vec![UserConfig {
+            name: "app".into(),
+            password: "secret".into(),
+            tags: vec![],
+        }],
+        vhosts: vec![VhostConfig {
+            name: "staging".into(),
+        }],
+        permissions: vec![PermissionConfig {
+            user: "app".into(),
+            vhost: "staging".into(),
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        }],
+        ..Config::default()
+    };
+    let server = Server::start(config).await.unwrap();
+    let url = format!("amqp://app:secret@{}/staging", server.local_addr());
+    let conn = Connection::connect(&url).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    ch.queue_declare(staged(false)).await.unwrap();
+    conn.close().await.unwrap();
+    tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
+
+    // The next run's configuration names none of them.
+    let (server, addr) = start_in(dir.path()).await;
+    let url = format!("amqp://app:secret@{addr}/staging");
+    let conn = Connection::connect(&url).await.unwrap();
+    let ch = conn.open_channel().await.unwrap();
+    ch.queue_declare(staged(true)).await.unwrap();
+    conn.close().await.unwrap();
+    let wrong = format!("amqp://app:wrong@{addr}/staging");
+    assert!(Connection::connect(&wrong).await.is_err());
+    tokio::time::timeout(WAIT, server.shutdown()).await.unwrap();
+}

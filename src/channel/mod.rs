@@ -7,6 +7,7 @@ mod methods;
 mod session;
 mod state;
 
+use crate::store::CommitTicket;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,6 +53,8 @@ pub struct ChannelTable {
     channel_max: u16,
     channels: HashMap<u16, Channel>,
     session: Option<Session>,
+    /// Store commits of sent publishes whose confirms wait in the connection's output.
+    commits: Vec<CommitTicket>,
 }
 
 impl ChannelTable {
@@ -60,6 +63,7 @@ impl ChannelTable {
             channel_max,
             channels: HashMap::new(),
             session: None,
+            commits: Vec::new(),
         }
     }
 
@@ -93,7 +97,7 @@ impl ChannelTable {
             Input::Header(_) | Input::Body(_) | Input::Method(Method::BasicPublish(_))
         );
         if !publishing {
-            self.send_held().await?;
+            self.send_held().await;
         }
         let result = self.dispatch(channel, input, out).await;
         match result {
@@ -110,21 +114,21 @@ impl ChannelTable {
         self.session.as_ref().map_or(0, Session::held_count)
     }
 
-    /// Sends the held publishes to their queues' mailboxes, and waits until the persistent
-    /// ones are synced to disk. A store that fails to write is a connection error (541): the
-    /// publisher must not get a confirm for a message that is not on disk.
-    pub async fn send_held(&mut self) -> Result<(), AmqpError> {
+    /// Sends the held publishes to their queues' mailboxes. The commit of the persistent ones
+    /// is kept for [`ChannelTable::take_commits`]: whatever is written next waits for it.
+    pub async fn send_held(&mut self) {
         if let Some(session) = self.session.as_mut() {
             if session.held_count() > 0 {
-                if let Err(e) = session.send_held().await {
-                    tracing::error!(error = %e, "persistent message store write failed");
-                    return Err(AmqpError::internal_error(format!(
-                        "INTERNAL_ERROR - message store write failed: {e}"
-                    )));
+                if let Some(ticket) = session.send_held().await {
+                    self.commits.push(ticket);
                 }
             }
         }
-        Ok(())
+    }
+
+    /// The store commits the next write must wait for (it holds their confirms).
+    pub fn take_commits(&mut self) -> Vec<CommitTicket> {
+        std::mem::take(&mut self.commits)
     }
 
     /// Closes `channel` with a channel error.
@@ -374,8 +378,9 @@ impl ChannelTable {
     /// The connection is ending: every channel releases what it held (unacknowledged messages
     /// are requeued), then the connection's exclusive queues are deleted.
     pub async fn close_all(&mut self) {
-        // A failed write only costs the confirms, which this closing connection never sends.
-        let _ = self.send_held().await;
+        // The commits' confirms are never sent: this connection is closing.
+        self.send_held().await;
+        self.commits.clear();
         let Some(session) = self.session.as_mut() else {
             return;
         };

@@ -15,7 +15,7 @@ use crate::broker::registry::Registry;
 use crate::protocol::{
     encode_body, encode_header, encode_method, ContentHeader, Method, CLASS_BASIC,
 };
-use crate::store::{Batch, Durability, StoreError};
+use crate::store::{Batch, CommitTicket, Durability};
 
 /// The connection-wide part of channel state.
 ///
@@ -91,11 +91,11 @@ impl Session {
     /// wait is the flow control that slows a publisher down). A queue deleted meanwhile just
     /// loses them, as if it had been deleted a moment earlier.
     ///
-    /// The store writes go to the committer first and are awaited last: the queues get the
-    /// messages without waiting for the disk, the confirms (sent after this returns) only
-    /// once the writes are synced. Submitting first keeps a queue's later removal of the
-    /// entry behind its creation in the committer's order.
-    pub async fn send_held(&mut self) -> Result<(), StoreError> {
+    /// The store writes go to the committer first, then the messages to the queues without
+    /// waiting for the disk; the returned ticket resolves once the writes are synced, and the
+    /// connection writes the confirms only then. Submitting first keeps a queue's later
+    /// removal of an entry behind its creation in the committer's order.
+    pub async fn send_held(&mut self) -> Option<CommitTicket> {
         self.held_count = 0;
         let ticket = match self.registry.persistence() {
             Some(p) if !self.store_batch.is_empty() => {
@@ -106,10 +106,7 @@ impl Session {
         for (_, (q, messages)) in self.held.drain() {
             let _ = q.tx.send(Command::Publish(messages)).await;
         }
-        match ticket {
-            Some(ticket) => ticket.await,
-            None => Ok(()),
-        }
+        ticket
     }
 
     /// Deletes the connection's exclusive queues (the connection is ending).

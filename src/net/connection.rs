@@ -400,10 +400,10 @@ impl Connection {
     /// Encodes what the channels produced and hands it to the writer in one piece; publisher
     /// confirms for consecutive sequence numbers become one `basic.ack multiple=true`.
     async fn flush(&mut self) -> Result<(), End> {
-        // Confirms in `pending` promise the messages are in their queues (and on disk).
-        if let Err(e) = self.channels.send_held().await {
-            return Err(End::Close(e));
-        }
+        // Confirms in `pending` promise the messages are in their queues, and on disk: the
+        // writer holds them until the store commits of this burst are synced.
+        self.channels.send_held().await;
+        let gate = self.channels.take_commits();
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -413,7 +413,7 @@ impl Connection {
             o.encode(self.frame_max, &mut buf);
         }
         self.writer
-            .send_bytes(buf.freeze())
+            .send_gated(gate, buf.freeze())
             .await
             .map_err(|_| End::Drop("socket closed while writing".into()))
     }

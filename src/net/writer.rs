@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
 
 use crate::protocol::{encode_heartbeat, encode_method, Method};
+use crate::store::CommitTicket;
 
 /// Frames queued but not yet written; a full queue makes the connection wait, which stops it
 /// reading and lets TCP push back on the client.
@@ -19,6 +20,9 @@ const BATCH_BYTES: usize = 128 * 1024;
 
 enum Out {
     Bytes(Bytes),
+    /// Bytes to write only once these store commits are done (they hold publisher confirms
+    /// for persistent messages). Everything queued after them waits too, so order is kept.
+    Gated(Vec<CommitTicket>, Bytes),
     /// Start sending heartbeats at this interval (from tune-ok).
     Heartbeat(Duration),
 }
@@ -45,6 +49,21 @@ impl Writer {
             .send(Out::Bytes(bytes))
             .await
             .map_err(|_| WriterGone)
+    }
+
+    /// Writes `bytes` once every commit in `gate` is done. A failed commit ends the writer
+    /// (and so the connection) without writing them: no confirm for a message not on disk.
+    pub async fn send_gated(
+        &self,
+        gate: Vec<CommitTicket>,
+        bytes: Bytes,
+    ) -> Result<(), WriterGone> {
+        let out = if gate.is_empty() {
+            Out::Bytes(bytes)
+        } else {
+            Out::Gated(gate, bytes)
+        };
+        self.tx.send(out).await.map_err(|_| WriterGone)
     }
 
     pub async fn send_method(&self, channel: u16, method: &Method) -> Result<(), WriterGone> {
@@ -90,11 +109,29 @@ async fn run(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>) {
             None => rx.recv().await,
         };
         let Some(first) = next else { break };
-        take(first, &mut buf, &mut tick);
-        while buf.len() < BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(more) => take(more, &mut buf, &mut tick),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(out) = next.take() {
+            if let Out::Gated(gate, bytes) = out {
+                // What is batched already goes out first: it does not wait for the disk.
+                if !buf.is_empty() {
+                    if socket.write_all(&buf).await.is_err() {
+                        return;
+                    }
+                    buf.clear();
+                }
+                for ticket in gate {
+                    if let Err(e) = ticket.await {
+                        tracing::error!(error = %e, "store commit failed; closing the connection without its confirms");
+                        let _ = socket.shutdown().await;
+                        return;
+                    }
+                }
+                buf.extend_from_slice(&bytes);
+            } else {
+                take(out, &mut buf, &mut tick);
+            }
+            if buf.len() < BATCH_BYTES {
+                next = rx.try_recv().ok();
             }
         }
         if buf.is_empty() {
@@ -111,7 +148,7 @@ async fn run(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>) {
 
 fn take(out: Out, buf: &mut BytesMut, tick: &mut Option<(Duration, Instant)>) {
     match out {
-        Out::Bytes(bytes) => buf.extend_from_slice(&bytes),
+        Out::Bytes(bytes) | Out::Gated(_, bytes) => buf.extend_from_slice(&bytes),
         Out::Heartbeat(interval) => {
             let period = interval / 2;
             *tick = (!period.is_zero()).then(|| (period, Instant::now() + period));

@@ -281,7 +281,7 @@ impl Disk {
         let store = Arc::clone(self.persistence.store());
         let (queue, cursor) = (self.queue, self.cursor);
         let read = tokio::task::spawn_blocking(move || load(&*store, queue, cursor, CHUNK)).await;
-        let (loaded, next_cursor) = match read {
+        let (loaded, skipped, next_cursor) = match read {
             Ok(Ok(chunk)) => chunk,
             Ok(Err(e)) => {
                 error!(queue, error = %e, "cannot read the queue's tail from the store");
@@ -292,7 +292,9 @@ impl Disk {
                 return;
             }
         };
-        if loaded.is_empty() {
+        // Damaged records were logged and are gone from the count.
+        self.tail_count = self.tail_count.saturating_sub(skipped);
+        if next_cursor == self.cursor {
             // The counts promised more than the store holds: trust the store.
             if self.tail_count > 0 {
                 error!(
@@ -306,7 +308,8 @@ impl Disk {
             self.paging = false;
             return;
         }
-        let mut transient = false;
+        // Damaged pages go with the range too.
+        let mut transient = skipped > 0;
         for l in loaded {
             self.tail_count = self.tail_count.saturating_sub(1);
             self.tail_bytes = self.tail_bytes.saturating_sub(l.meta.body_size);
@@ -377,13 +380,12 @@ impl Disk {
 
     /// The queue is deleted: its definitions (from the registry) and every entry and page.
     pub fn delete_all(&mut self, definitions: DefinitionChanges, end: Position) {
-        self.ops = Batch::new();
-        let mut first = definitions.batch;
-        first.push(Op::DeleteDefinition {
+        // Pending removals are covered by the range deletes; the definitions go first.
+        self.ops = definitions.batch;
+        self.ops.push(Op::DeleteDefinition {
             kind: persist::KIND_DELIVERED,
             key: delivered_key(self.queue),
         });
-        self.ops = first;
         self.delivered = self.delivered_saved;
         self.delete_range(0, end);
         self.paging = false;
@@ -431,13 +433,14 @@ pub fn delivered_marks(
 }
 
 /// Reads up to `limit` tail messages at positions `>= cursor` from the index and the pages,
-/// merged in position order; returns them and the next cursor.
+/// merged in position order; returns them, how many damaged ones were skipped, and the next
+/// cursor.
 fn load(
     store: &dyn Store,
     queue: QueueId,
     cursor: Position,
     limit: usize,
-) -> Result<(Vec<Loaded>, Position), StoreError> {
+) -> Result<(Vec<Loaded>, u64, Position), StoreError> {
     let index = store.scan_queue(queue, cursor, limit)?;
     let pages = store.scan_transient(queue, cursor, limit)?;
     // A full list may continue past its last position: only positions up to the smaller
@@ -456,6 +459,7 @@ fn load(
     .unwrap_or(u64::MAX);
     let mut out = Vec::with_capacity(index.len() + pages.len());
     let mut last = None;
+    let mut skipped = 0;
     for (position, entry) in index.into_iter().filter(|(p, _)| *p <= bound) {
         last = Some(last.map_or(position, |l: Position| l.max(position)));
         let meta = Meta::decode(&entry.meta);
@@ -467,12 +471,15 @@ fn load(
                 message,
                 stored: true,
             }),
-            _ => error!(
-                queue,
-                position,
-                message = entry.message,
-                "damaged or missing stored message skipped"
-            ),
+            _ => {
+                skipped += 1;
+                error!(
+                    queue,
+                    position,
+                    message = entry.message,
+                    "damaged or missing stored message skipped"
+                );
+            }
         }
     }
     for (position, page) in pages.into_iter().filter(|(p, _)| *p <= bound) {
@@ -484,11 +491,14 @@ fn load(
                 message,
                 stored: false,
             }),
-            None => error!(queue, position, "damaged page skipped"),
+            None => {
+                skipped += 1;
+                error!(queue, position, "damaged page skipped");
+            }
         }
     }
     out.sort_by_key(|l| l.position);
-    Ok((out, last.map_or(cursor, |l| l + 1)))
+    Ok((out, skipped, last.map_or(cursor, |l| l + 1)))
 }
 
 #[cfg(test)]
