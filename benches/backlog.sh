@@ -15,6 +15,7 @@
 #   STOP        how the broker is stopped before the restart: TERM (default) or KILL
 #   OUT         directory for the data dir, logs and rss.csv (default /var/tmp/warren-backlog-<time>)
 #   KEEP        1: keep OUT (with the data dir) afterwards; default: delete the data dir only
+#   BODY        zeros (default; compress to nothing) or random (incompressible: the real disk cost)
 #
 # Output: OUT/rss.csv (epoch seconds, phase, VmRSS KiB), OUT/broker.log, the perf logs, and a
 # markdown summary on stdout (also OUT/summary.md).
@@ -104,8 +105,10 @@ echo idle > "$PHASE_FILE"
 start_broker
 wait_for "$(now)" > /dev/null
 echo publish > "$PHASE_FILE"
+body_flags=()
+[[ ${BODY:-zeros} == random ]] && body_flags=(--random-body)
 "$PERF_BIN" perf throughput --uri "$URI" -x 1 -y 0 -s "$SIZE" -f persistent -c 100 -C "$N" \
-    -u $QUEUE --auto-delete false -e "" --json > "$OUT/publish.log" 2>&1
+    -u $QUEUE --auto-delete false -e "" "${body_flags[@]}" --json > "$OUT/publish.log" 2>&1
 confirmed=$(json "$OUT/publish.log" confirmed)
 publish_s=$(json "$OUT/publish.log" duration_s)
 publish_rate=$(json "$OUT/publish.log" confirmed_rate)

@@ -104,6 +104,11 @@ pub struct ThroughputArgs {
     #[arg(short = 'i', long = "interval", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub interval: u64,
 
+    /// Fill each body with fresh pseudo-random bytes (not a PerfTest flag): zeros, the
+    /// default, compress to nothing, which flatters a broker that compresses its store.
+    #[arg(long = "random-body")]
+    pub random_body: bool,
+
     /// Print the per-interval lines as JSON too (the final summary is always a JSON line).
     #[arg(long = "json")]
     pub json: bool,

@@ -547,6 +547,9 @@ async fn produce(
         ..BasicProperties::default()
     };
     let mut body = vec![0u8; args.size];
+    // Seeded per producer so that producers do not send identical bodies.
+    let mut noise =
+        0x9E37_79B9_7F4A_7C15_u64 ^ (u64::from(std::process::id()) << 16) ^ stats.now_ns();
     let window = u64::from(args.confirm);
     let mut tracker = (window > 0).then(|| ConfirmTracker {
         events: channel.confirm_events(),
@@ -577,6 +580,9 @@ async fn produce(
         let now = stats.now_ns();
         if let Some(tracker) = tracker.as_mut() {
             tracker.drain(now);
+        }
+        if args.random_body {
+            fill_random(&mut body, &mut noise);
         }
         if let Some(stamp) = body.get_mut(..STAMP_LEN) {
             stamp[..4].copy_from_slice(&(seq as u32).to_be_bytes());
@@ -742,6 +748,17 @@ async fn monitor(
         confirm_latency: confirm_total,
         confirms: confirm_totals(producer_channels),
         returned: producer_channels.iter().map(Channel::returned).sum(),
+    }
+}
+
+/// Overwrites `body` with xorshift64 output: incompressible, and cheap next to a publish.
+fn fill_random(body: &mut [u8], state: &mut u64) {
+    for chunk in body.chunks_mut(8) {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        let bytes = state.to_le_bytes();
+        chunk.copy_from_slice(&bytes[..chunk.len()]);
     }
 }
 
