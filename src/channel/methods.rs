@@ -702,12 +702,11 @@ async fn route(
     // A full queue with reject-publish(-dlx) refuses the message (the others still take it)
     // and the publisher gets a nack under confirms.
     let mut refused = false;
-    let persistence = s.registry.persistence().cloned();
     let mut stored_id = None;
     for q in queues {
         if q.admit(message.body_size()) {
             let e = enqueue_for(
-                persistence.as_deref(),
+                s.persistence.as_deref(),
                 &q,
                 &message,
                 &mut s.store_batch,

@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::broker::message::Message;
+use crate::broker::persist::Persistence;
 use crate::broker::queue::{Backlog, Command, ConnEvent, Enqueued, QueueRef};
 use crate::broker::registry::Registry;
 use crate::protocol::{
@@ -26,6 +27,8 @@ pub struct Session {
     /// Unique in the process; owns exclusive queues.
     pub connection: u64,
     pub registry: Arc<Registry>,
+    /// The registry's store, kept here so routing can write to `store_batch` beside it.
+    pub persistence: Option<Arc<Persistence>>,
     /// Where queues send this connection's deliveries.
     pub events: mpsc::UnboundedSender<ConnEvent>,
     pub max_message_size: u64,
@@ -59,6 +62,7 @@ impl Session {
         static IDS: AtomicU64 = AtomicU64::new(1);
         Session {
             connection: IDS.fetch_add(1, Ordering::Relaxed),
+            persistence: registry.persistence().cloned(),
             registry,
             events,
             max_message_size,
@@ -97,7 +101,7 @@ impl Session {
     /// removal of an entry behind its creation in the committer's order.
     pub async fn send_held(&mut self) -> Option<CommitTicket> {
         self.held_count = 0;
-        let ticket = match self.registry.persistence() {
+        let ticket = match &self.persistence {
             Some(p) if !self.store_batch.is_empty() => {
                 Some(p.submit(std::mem::take(&mut self.store_batch), Durability::Sync))
             }

@@ -232,7 +232,7 @@ impl Disk {
         &mut self,
         state: &QueueState,
         e: &Enqueued,
-        expires_unix_ms: Option<u64>,
+        expires_at: Option<tokio::time::Instant>,
     ) -> bool {
         if !self.paging {
             let full =
@@ -250,7 +250,7 @@ impl Disk {
             let meta = Meta {
                 redelivered: false,
                 deliveries: 0,
-                expires_unix_ms,
+                expires_unix_ms: expires_at.map(persist::instant_to_unix_ms),
                 priority: 0,
                 body_size: e.message.body_size(),
             };

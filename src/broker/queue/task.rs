@@ -359,8 +359,7 @@ impl QueueTask {
                     let ttl = effective_ttl(self.args.message_ttl, e.message.ttl);
                     let expires_at = ttl.map(|ms| now + Duration::from_millis(ms));
                     if let Some(disk) = &mut self.disk {
-                        let unix = expires_at.map(crate::broker::persist::instant_to_unix_ms);
-                        if disk.page_out(&self.state, &e, unix) {
+                        if disk.page_out(&self.state, &e, expires_at) {
                             continue;
                         }
                     }
