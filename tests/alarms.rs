@@ -20,15 +20,11 @@ use amqprs::connection::{Connection, OpenConnectionArguments};
 use amqprs::{BasicProperties as AmqprsProps, Close};
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::{
-    client_properties, open_vhost, plain_response, publish, start_server, tune_ok, RawClient, WAIT,
-};
+use common::{publish, start_server, RawClient, WAIT};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::timeout;
 use warren::alarm::Watermark;
-use warren::protocol::{
-    BasicProperties, ConfirmSelect, ConnectionStartOk, FieldValue, Method, PROTOCOL_HEADER,
-};
+use warren::protocol::{BasicProperties, ConfirmSelect, Method};
 
 /// Long enough for a held message to have arrived if it were going to.
 const QUIET: Duration = Duration::from_millis(500);
@@ -36,29 +32,8 @@ const QUIET: Duration = Duration::from_millis(500);
 /// A raw client that advertises the `connection.blocked` capability, as RabbitMQ's own
 /// clients do.
 async fn open_blockable(addr: SocketAddr, name: &str, heartbeat: u16) -> RawClient {
-    let mut c = RawClient::connect(addr).await;
-    c.send_raw(&PROTOCOL_HEADER).await;
-    c.expect_method("connection.start").await;
-    let mut props = client_properties(name, true);
-    let Some(FieldValue::Table(mut caps)) = props.get("capabilities").cloned() else {
-        unreachable!()
-    };
-    caps.insert("connection.blocked", true);
-    props.insert("capabilities", caps);
-    c.send_method(
-        0,
-        &Method::ConnectionStartOk(ConnectionStartOk {
-            client_properties: props,
-            mechanism: "PLAIN".into(),
-            response: plain_response("guest", "guest"),
-            locale: "en_US".into(),
-        }),
-    )
-    .await;
-    c.expect_method("connection.tune").await;
-    c.send_method(0, &tune_ok(2047, 131_072, heartbeat)).await;
-    c.send_method(0, &open_vhost("/")).await;
-    c.expect_method("connection.open-ok").await;
+    let mut c =
+        RawClient::open_with_caps(addr, name, &[("connection.blocked", true)], heartbeat).await;
     c.open_channel(1).await;
     c
 }

@@ -283,13 +283,25 @@ pub struct Content {
 impl RawClient {
     /// Like `open`, with the `consumer_cancel_notify` capability set or not.
     pub async fn open_caps(addr: SocketAddr, name: &str, cancel_notify: bool) -> RawClient {
+        RawClient::open_with_caps(addr, name, &[("consumer_cancel_notify", cancel_notify)], 0).await
+    }
+
+    /// Like `open`, with these client capabilities set (on top of the usual ones) and this
+    /// heartbeat.
+    pub async fn open_with_caps(
+        addr: SocketAddr,
+        name: &str,
+        capabilities: &[(&str, bool)],
+        heartbeat: u16,
+    ) -> RawClient {
         let mut c = RawClient::connect(addr).await;
         c.send_raw(&PROTOCOL_HEADER).await;
         c.expect_method("connection.start").await;
         let mut props = client_properties(name, true);
-        if let Some(FieldValue::Table(caps)) = props.get("capabilities").cloned() {
-            let mut caps = caps;
-            caps.insert("consumer_cancel_notify", cancel_notify);
+        if let Some(FieldValue::Table(mut caps)) = props.get("capabilities").cloned() {
+            for (capability, on) in capabilities {
+                caps.insert(*capability, *on);
+            }
             props.insert("capabilities", caps);
         }
         c.send_method(
@@ -303,7 +315,7 @@ impl RawClient {
         )
         .await;
         c.expect_method("connection.tune").await;
-        c.send_method(0, &tune_ok(2047, 131_072, 0)).await;
+        c.send_method(0, &tune_ok(2047, 131_072, heartbeat)).await;
         c.send_method(0, &open_vhost("/")).await;
         c.expect_method("connection.open-ok").await;
         c
