@@ -329,7 +329,11 @@ impl Registry {
     /// `exchange.declare`, in RabbitMQ's order of checks.
     pub fn declare_exchange(&self, spec: &ExchangeSpec, passive: bool) -> Result<(), AmqpError> {
         if passive {
-            if spec.name.is_empty() || self.read().exchanges.contains_key(spec.name.as_str()) {
+            // RabbitMQ refuses the default exchange even to a passive declare.
+            if spec.name.is_empty() {
+                return Err(default_exchange_error());
+            }
+            if self.read().exchanges.contains_key(spec.name.as_str()) {
                 return Ok(());
             }
             return Err(self.exchange_not_found(&spec.name));
@@ -441,22 +445,47 @@ impl Registry {
         Ok(())
     }
 
-    /// `queue.unbind` / `exchange.unbind`; a missing binding is not an error. An auto-delete
-    /// exchange goes with its last binding.
+    /// `queue.unbind` / `exchange.unbind`, idempotent as in RabbitMQ: a missing source,
+    /// destination or binding is unbind-ok (an auto-delete queue and its exchange may already
+    /// be gone when an application cleans up). The default exchange at either end is 403, and
+    /// removing an existing binding to another connection's exclusive queue is 405. An
+    /// auto-delete exchange goes with its last binding.
     pub fn unbind(
         &self,
         source: &str,
         dest: Dest,
         key: &str,
         args: &FieldTable,
+        connection: u64,
     ) -> Result<(), AmqpError> {
+        if source.is_empty() || matches!(&dest, Dest::Exchange(x) if x.is_empty()) {
+            return Err(default_exchange_error());
+        }
         let mut topology = self.write();
-        self.check_binding_ends(&topology, source, &dest)?;
-        let Some(x) = topology.exchanges.get_mut(source) else {
-            return Err(self.exchange_not_found(source));
+        let locked = match &dest {
+            Dest::Queue(name) => match topology.queues.get(name) {
+                Some(q) => q
+                    .exclusive_owner
+                    .is_some_and(|owner| owner != connection)
+                    .then(|| Arc::clone(name)),
+                None => return Ok(()),
+            },
+            Dest::Exchange(x) if !topology.exchanges.contains_key(x) => return Ok(()),
+            Dest::Exchange(_) => None,
         };
+        let Some(x) = topology.exchanges.get_mut(source) else {
+            return Ok(());
+        };
+        if !x.router.unbind(&dest, key, args) {
+            return Ok(());
+        }
+        if let Some(name) = locked {
+            // RabbitMQ checks exclusive access only for a binding that exists: put it back.
+            x.router.bind(dest, key, args);
+            return Err(self.locked(&name));
+        }
         let mut removed = Vec::new();
-        if x.router.unbind(&dest, key, args) && x.auto_delete && x.router.is_empty() {
+        if x.auto_delete && x.router.is_empty() {
             remove_exchange(&mut topology, source, &mut removed);
         }
         let mut changes = self.forget(&mut topology, &removed, None);

@@ -147,6 +147,7 @@ async fn run(
                 dest,
                 m.routing_key.as_str(),
                 &m.arguments,
+                s.connection,
             )?;
             reply(out, m.no_wait, Method::ExchangeUnbindOk(ExchangeUnbindOk));
         }
@@ -164,12 +165,12 @@ async fn run(
         }
         Method::QueueUnbind(m) => {
             let (name, key) = bind_names(ch, &m.queue, &m.routing_key)?;
-            check_exclusive(s, &name)?;
             s.registry.unbind(
                 m.exchange.as_str(),
                 Dest::Queue(name.into()),
                 &key,
                 &m.arguments,
+                s.connection,
             )?;
             reply(out, false, Method::QueueUnbindOk(QueueUnbindOk));
         }
@@ -411,22 +412,12 @@ async fn queue_declare(
     m: QueueDeclare,
     out: &mut Vec<Out>,
 ) -> Result<(), AmqpError> {
-    // RabbitMQ answers a passive declare of the direct reply-to pseudo-queue (clients probe
-    // for the feature that way).
-    if m.passive && m.queue.as_str() == REPLY_TO {
-        if !m.no_wait {
-            let ok = QueueDeclareOk {
-                queue: m.queue,
-                message_count: 0,
-                consumer_count: 0,
-            };
-            out.push(Out::Method(ch.number, Method::QueueDeclareOk(ok)));
-        }
-        return Ok(());
+    if m.queue.as_str().starts_with(REPLY_TO) {
+        return declare_reply_queue(ch, s, m, out);
     }
     let (q, created) = if m.passive {
-        let name = queue_name(ch, &m.queue)?;
-        (s.registry.queue_for(&name, s.connection)?, false)
+        // No last-declared-queue shortcut here: RabbitMQ looks up '' itself (404).
+        (s.registry.queue_for(m.queue.as_str(), s.connection)?, false)
     } else {
         let name = if m.queue.as_str().is_empty() {
             queue_args::check_server_named(&m.arguments)
@@ -487,19 +478,50 @@ async fn queue_declare(
     Ok(())
 }
 
-/// The `x-priority` consumer argument, any integer type.
-fn priority(args: &FieldTable) -> i32 {
-    let value = match args.get("x-priority") {
-        Some(FieldValue::I8(n)) => i64::from(*n),
-        Some(FieldValue::U8(n)) => i64::from(*n),
-        Some(FieldValue::I16(n)) => i64::from(*n),
-        Some(FieldValue::U16(n)) => i64::from(*n),
-        Some(FieldValue::I32(n)) => i64::from(*n),
-        Some(FieldValue::U32(n)) => i64::from(*n),
-        Some(FieldValue::I64(n)) => *n,
-        _ => 0,
+/// `queue.declare` of a direct reply-to name, passive or not, as RabbitMQ answers it: the
+/// pseudo-queue itself, or the name a requester's `reply_to` was rewritten to while that
+/// requester still consumes, exists with one consumer and no messages (RPC servers check the
+/// reply queue this way); any other such name is 404.
+fn declare_reply_queue(
+    ch: &mut Channel,
+    s: &Session,
+    m: QueueDeclare,
+    out: &mut Vec<Out>,
+) -> Result<(), AmqpError> {
+    let name = m.queue.as_str();
+    let exists = name == REPLY_TO
+        || name
+            .strip_prefix(REPLY_TO)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|key| s.registry.reply_consumer(key).is_some());
+    if !exists {
+        return Err(s.registry.queue_not_found(name));
+    }
+    ch.last_queue = Some(name.to_owned());
+    if !m.no_wait {
+        let ok = QueueDeclareOk {
+            queue: m.queue,
+            message_count: 0,
+            consumer_count: 1,
+        };
+        out.push(Out::Method(ch.number, Method::QueueDeclareOk(ok)));
+    }
+    Ok(())
+}
+
+/// The `x-priority` consumer argument: any of RabbitMQ's integer types (clamped to `i32`),
+/// anything else RabbitMQ's 406 for the queue being consumed.
+fn priority(args: &FieldTable, queue: &str, vhost: &str) -> Result<i32, AmqpError> {
+    let Some(value) = args.get("x-priority") else {
+        return Ok(0);
     };
-    value.clamp(i32::MIN.into(), i32::MAX.into()) as i32
+    let Some(n) = queue_args::erl_term::integer(value) else {
+        return Err(precondition(format!(
+            "invalid arg 'x-priority' for queue '{queue}' in vhost '{vhost}': \"expected integer, got {}\"",
+            value.type_name()
+        )));
+    };
+    Ok(n.clamp(i32::MIN.into(), i32::MAX.into()) as i32)
 }
 
 async fn consume(
@@ -544,12 +566,13 @@ async fn consume(
     } else {
         let name = queue_name(ch, &m.queue)?;
         let q = s.registry.queue_for(&name, s.connection)?;
+        let priority = priority(&m.arguments, &name, &s.registry.vhost)?;
         let spec = ConsumerSpec {
             id,
             owner: ch.owner,
             no_ack: m.no_ack,
             prefetch: ch.prefetch,
-            priority: priority(&m.arguments),
+            priority,
             channel_limit: Some(Arc::clone(&ch.limit)),
             backlog: Some(Arc::clone(&s.backlog)),
         };
@@ -579,7 +602,9 @@ async fn consume(
 }
 
 /// The routing keys of a publish: the routing key, then the CC and BCC headers (arrays of
-/// longstr, RabbitMQ's sender-selected distribution). BCC is removed from the message.
+/// longstr, RabbitMQ's sender-selected distribution). BCC is removed from the message. A CC or
+/// BCC that is not an array is RabbitMQ's 406; elements that are not strings are skipped, as
+/// RabbitMQ skips them.
 fn routing_keys(
     routing_key: &str,
     properties: &mut BasicProperties,
@@ -598,11 +623,8 @@ fn routing_keys(
             None => {}
             Some(FieldValue::Array(values)) => {
                 for v in values {
-                    match v {
-                        FieldValue::LongStr(s) => {
-                            keys.push(String::from_utf8_lossy(s).into_owned())
-                        }
-                        other => return Err(invalid(other.type_name())),
+                    if let FieldValue::LongStr(s) = v {
+                        keys.push(String::from_utf8_lossy(s).into_owned());
                     }
                 }
             }

@@ -381,8 +381,10 @@ impl QueueTask {
                 exclusive,
                 reply,
             } => {
-                let busy =
-                    self.exclusive_consumer.is_some() || (exclusive && self.consumer_total() > 0);
+                // RabbitMQ never grants an exclusive consume on a single-active-consumer queue.
+                let busy = self.exclusive_consumer.is_some()
+                    || (exclusive
+                        && (self.args.single_active_consumer || self.consumer_total() > 0));
                 if busy {
                     let _ = reply.send(Err(AmqpError::access_refused(format!(
                         "queue '{}' in vhost '{}' in exclusive use",
