@@ -40,7 +40,8 @@ pub struct Config {
     pub heartbeat: u16,
     /// Largest frame the broker accepts, proposed in `connection.tune`.
     pub frame_max: u32,
-    /// Highest channel number a client may open, proposed in `connection.tune`.
+    /// How many channels a client may have open at once, proposed in `connection.tune`
+    /// (channel numbers themselves may be anything from 1 to 65535, as in RabbitMQ).
     pub channel_max: u16,
     /// Largest message body in bytes (enforced once publishing exists).
     pub max_message_size: u64,

@@ -475,3 +475,44 @@ async fn out_of_order_handshake() {
     c.expect_eof().await;
     server.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn channel_max_limits_how_many_channels_not_their_numbers() {
+    let server = start_server(|_| {}).await;
+    let mut c = start(server.addr, guest("connection/channel_numbers")).await;
+    c.expect_method("connection.tune").await;
+    c.send_method(0, &tune_ok(2, 131_072, 0)).await;
+    c.send_method(0, &open_vhost("/")).await;
+    c.expect_method("connection.open-ok").await;
+    // RabbitMQ 3.10.8 did the same with channel_max 2: 65535 opens, a third channel is 530.
+    c.open_channel(65535).await;
+    c.ping(65535).await;
+    c.open_channel(1).await;
+    c.send_method(3000, &Method::ChannelOpen(warren::protocol::ChannelOpen))
+        .await;
+    assert_eq!(
+        c.expect_close().await,
+        Close::new(
+            530,
+            "NOT_ALLOWED - number of channels opened (2) has reached the negotiated channel_max (2)",
+            0,
+            0
+        )
+    );
+    // A closed channel frees its place.
+    let mut c = RawClient::open(server.addr, "connection/channel_reuse", 0).await;
+    c.open_channel(u16::MAX).await;
+    c.send_method(
+        u16::MAX,
+        &Method::ChannelClose(warren::protocol::ChannelClose {
+            reply_code: 200,
+            reply_text: "bye".into(),
+            class_id: 0,
+            method_id: 0,
+        }),
+    )
+    .await;
+    c.expect_method("channel.close-ok").await;
+    c.open_channel(u16::MAX).await;
+    server.handle.shutdown().await;
+}
