@@ -516,3 +516,53 @@ async fn channel_max_limits_how_many_channels_not_their_numbers() {
     c.open_channel(u16::MAX).await;
     server.handle.shutdown().await;
 }
+
+fn update_secret(secret: &str) -> Method {
+    Method::ConnectionUpdateSecret(warren::protocol::ConnectionUpdateSecret {
+        new_secret: Bytes::copy_from_slice(secret.as_bytes()),
+        reason: "token refresh".into(),
+    })
+}
+
+#[tokio::test]
+async fn update_secret_rechecks_the_new_secret() {
+    let server = start_server(|_| {}).await;
+    let mut args = OpenConnectionArguments::new("127.0.0.1", server.addr.port(), "guest", "guest");
+    args.connection_name("connection/update_secret_amqprs");
+    let conn = Connection::open(&args).await.unwrap();
+    conn.update_secret("guest", "token refresh").await.unwrap();
+    let channel = conn.open_channel(None).await.unwrap();
+    assert!(channel.flow(true).await.unwrap());
+    conn.close().await.unwrap();
+
+    let mut c = RawClient::open(server.addr, "connection/update_secret", 0).await;
+    c.open_channel(1).await;
+    c.send_method(0, &update_secret("guest")).await;
+    let (channel, _) = c.expect_method("connection.update-secret-ok").await;
+    assert_eq!(channel, 0);
+    c.ping(1).await;
+    c.send_method(0, &update_secret("not-guest")).await;
+    assert_eq!(
+        c.expect_close().await,
+        Close::new(
+            530,
+            "NOT_ALLOWED - New secret was refused by one of the backends",
+            10,
+            70
+        )
+    );
+    // Before the connection is open it is out of place, as in RabbitMQ.
+    let mut c = start(server.addr, guest("connection/update_secret_early")).await;
+    c.expect_method("connection.tune").await;
+    c.send_method(0, &update_secret("guest")).await;
+    assert_eq!(
+        c.expect_close().await,
+        Close::new(
+            504,
+            "CHANNEL_ERROR - unexpected method in connection state tuning",
+            10,
+            70
+        )
+    );
+    server.handle.shutdown().await;
+}

@@ -10,7 +10,8 @@ use crate::config::{Config, FRAME_MIN_SIZE};
 use crate::error::AmqpError;
 use crate::protocol::{
     ConnectionCloseOk, ConnectionOpenOk, ConnectionStart, ConnectionStartOk, ConnectionTune,
-    ConnectionTuneOk, FieldTable, FieldValue, Frame, HeaderCheck, Method, PROTOCOL_HEADER,
+    ConnectionTuneOk, ConnectionUpdateSecret, ConnectionUpdateSecretOk, FieldTable, FieldValue,
+    Frame, HeaderCheck, Method, PROTOCOL_HEADER,
 };
 
 /// What the client may use, settled by tune-ok.
@@ -249,6 +250,39 @@ impl Connection {
             Err(e) => {
                 self.user = Some(credentials.username.clone());
                 Err(self.login_refused(mechanism, &e.to_string(), start_ok))
+            }
+        }
+    }
+
+    /// `connection.update-secret` (RabbitMQ's extension for expiring credentials such as
+    /// OAuth 2 tokens): the new secret is checked for the connection's user by the same
+    /// backend as the login; a refused one closes the connection with RabbitMQ's 530. There is
+    /// nothing to propagate: channels hold no credentials.
+    pub(super) fn update_secret(
+        &mut self,
+        update: &ConnectionUpdateSecret,
+    ) -> Result<Method, AmqpError> {
+        let user = self.user.clone().unwrap_or_default();
+        let reason = update.reason.as_str();
+        match self
+            .ctx
+            .broker
+            .authenticate(&user, &update.new_secret, self.peer.ip())
+        {
+            Ok(_) => {
+                info!(
+                    peer = %self.peer,
+                    name = self.name.as_deref().unwrap_or_default(),
+                    "user '{user}' updated secret, reason: {reason}"
+                );
+                Ok(Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk))
+            }
+            Err(e) => {
+                warn!(peer = %self.peer, "Secret update was refused for user '{user}': {e}");
+                Err(
+                    AmqpError::not_allowed("New secret was refused by one of the backends")
+                        .on(10, 70),
+                )
             }
         }
     }
