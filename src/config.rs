@@ -3,6 +3,7 @@
 //! Every field has a default so that files written for older versions keep loading. The
 //! resolved [`Config`] is passed explicitly to whoever needs it; there is no global.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -61,6 +62,9 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     pub vhosts: Vec<VhostConfig>,
     pub permissions: Vec<PermissionConfig>,
+    /// Properties of `connection.start` to add or replace (RabbitMQ's `server_properties`),
+    /// as strings; `capabilities` cannot be replaced.
+    pub server_properties: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             users: Vec::new(),
             vhosts: Vec::new(),
             permissions: Vec::new(),
+            server_properties: BTreeMap::new(),
         }
     }
 }
@@ -163,6 +168,25 @@ impl Config {
         self.vm_memory_high_watermark
             .check()
             .map_err(|e| ConfigError::Invalid(format!("vm_memory_high_watermark: {e}")))?;
+        self.check_server_properties()
+    }
+
+    /// Keys become short strings in `connection.start`; `capabilities` is what Warren
+    /// implements, so it is not the operator's to change (RabbitMQ ignores such an entry).
+    fn check_server_properties(&self) -> Result<(), ConfigError> {
+        for key in self.server_properties.keys() {
+            if key == "capabilities" {
+                return Err(ConfigError::Invalid(
+                    "server_properties: capabilities cannot be set; they say what Warren implements"
+                        .into(),
+                ));
+            }
+            if key.is_empty() || key.len() > 255 {
+                return Err(ConfigError::Invalid(format!(
+                    "server_properties: key {key:?} must be 1 to 255 bytes long"
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -508,6 +532,7 @@ mod tests {
             "vm_memory_high_watermark",
             "disk_free_limit",
             "loopback_users",
+            "[server_properties]",
             "[[users]]",
             "[[vhosts]]",
             "[[permissions]]",
@@ -521,6 +546,7 @@ mod tests {
         let config = Config::from_toml("", Path::new("empty.toml")).unwrap();
         assert_eq!(config, Config::default());
         assert_eq!(config.listen.to_string(), "0.0.0.0:5672");
+        assert!(config.server_properties.is_empty());
         assert_eq!(config.max_message_size, 134_217_728);
         assert_eq!(config.consumer_timeout, 1_800_000);
         assert_eq!(config.vm_memory_high_watermark, Watermark::Relative(0.4));
@@ -646,6 +672,22 @@ mod tests {
         assert_eq!(config.frame_max, 8192);
         assert_eq!(config.channel_max, 7);
         assert_eq!(config.handshake_timeout, 10);
+    }
+
+    #[test]
+    fn server_properties_are_strings_and_leave_capabilities_alone() {
+        let parse = |text: &str| Config::from_toml(text, Path::new("p.toml"));
+        let config =
+            parse("[server_properties]\nproduct = \"Warren\"\ncluster_name = \"prod\"\n").unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.server_properties["product"], "Warren");
+        assert_eq!(config.server_properties["cluster_name"], "prod");
+        assert!(parse("[server_properties]\nversion = 4\n").is_err());
+        let caps = parse("[server_properties]\ncapabilities = \"none\"\n").unwrap();
+        let err = caps.validate().unwrap_err();
+        assert!(err.to_string().contains("capabilities"), "{err}");
+        let long = format!("[server_properties]\n{} = \"x\"\n", "k".repeat(256));
+        assert!(parse(&long).unwrap().validate().is_err());
     }
 
     #[test]

@@ -48,6 +48,7 @@ impl Server {
             elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
             "store opened, definitions and messages recovered"
         );
+        let server_properties = net::server_properties(&config).map_err(ServerError::Config)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| ServerError::Bind {
@@ -59,6 +60,7 @@ impl Server {
             message: e.to_string(),
         })?;
         info!(%local_addr, version = env!("CARGO_PKG_VERSION"), "Warren listening for AMQP 0-9-1");
+        net::log_advertised(&server_properties);
         let alarms = start_alarms(&config);
         let broker = Arc::new(broker);
         let handles = (Arc::downgrade(&broker), Arc::downgrade(&persistence));
@@ -67,6 +69,7 @@ impl Server {
             config: Arc::new(config),
             broker,
             alarms: alarms.clone(),
+            server_properties,
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (alive_tx, alive_rx) = mpsc::channel(1);

@@ -39,8 +39,8 @@ async fn amqprs_connects_as_guest_and_churns_channels() {
     args.connection_name("connection/amqprs_churn");
     let conn = Connection::open(&args).await.unwrap();
     let props = conn.server_properties();
-    assert_eq!(props.product(), "Warren");
-    assert_eq!(props.version(), env!("CARGO_PKG_VERSION"));
+    assert_eq!(props.product(), "RabbitMQ");
+    assert_eq!(props.version(), "4.0.0");
     assert!(props.capabilities().authentication_failure_close());
     assert!(props.capabilities().publisher_confirms());
     assert_eq!(conn.channel_max(), 2047);
@@ -75,18 +75,28 @@ async fn server_properties_and_tune() {
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "sorted like RabbitMQ's");
+    // RabbitMQ's product and the version whose semantics Warren implements, so that clients
+    // which sniff them (kombu) behave as with RabbitMQ; Warren names itself elsewhere.
     for (key, value) in [
-        ("product", "Warren"),
-        ("platform", "Rust"),
-        ("version", env!("CARGO_PKG_VERSION")),
+        ("product", "RabbitMQ"),
+        ("version", "4.0.0"),
+        ("warren_version", env!("CARGO_PKG_VERSION")),
+        (
+            "platform",
+            concat!("Warren ", env!("CARGO_PKG_VERSION"), " (Rust)"),
+        ),
     ] {
         assert_eq!(
             props.get(key),
-            Some(&FieldValue::LongStr(Bytes::from(value)))
+            Some(&FieldValue::LongStr(Bytes::from(value))),
+            "{key}"
         );
     }
     assert!(props.get("copyright").is_some());
-    assert!(props.get("information").is_some());
+    let Some(FieldValue::LongStr(information)) = props.get("information") else {
+        panic!("no information");
+    };
+    assert!(information.starts_with(b"Warren "), "{information:?}");
     assert!(props.get("cluster_name").is_some());
     let Some(FieldValue::Table(caps)) = props.get("capabilities") else {
         panic!("no capabilities");
@@ -473,6 +483,50 @@ async fn out_of_order_handshake() {
     .await;
     c.expect_method("connection.close-ok").await;
     c.expect_eof().await;
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_properties_from_the_config() {
+    let server = start_server(|config| {
+        for (key, value) in [
+            ("product", "Warren"),
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("region", "eu-west"),
+        ] {
+            config.server_properties.insert(key.into(), value.into());
+        }
+    })
+    .await;
+    let mut args = OpenConnectionArguments::new("127.0.0.1", server.addr.port(), "guest", "guest");
+    args.connection_name("connection/server_properties_override");
+    let conn = Connection::open(&args).await.unwrap();
+    assert_eq!(conn.server_properties().product(), "Warren");
+    assert_eq!(
+        conn.server_properties().version(),
+        env!("CARGO_PKG_VERSION")
+    );
+    conn.close().await.unwrap();
+
+    let mut c = RawClient::connect(server.addr).await;
+    c.send_raw(&PROTOCOL_HEADER).await;
+    let (_, Method::ConnectionStart(start)) = c.expect_method("connection.start").await else {
+        unreachable!()
+    };
+    let props = &start.server_properties;
+    assert_eq!(
+        props.get("region"),
+        Some(&FieldValue::LongStr(Bytes::from("eu-west")))
+    );
+    assert!(props.get("warren_version").is_some());
+    assert!(matches!(
+        props.get("capabilities"),
+        Some(FieldValue::Table(_))
+    ));
+    let keys: Vec<&str> = props.iter().map(|(k, _)| k.as_str()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted, "sorted like RabbitMQ's");
     server.handle.shutdown().await;
 }
 
