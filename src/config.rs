@@ -29,8 +29,8 @@ pub const DEFAULT_DISK_FREE_LIMIT: u64 = 50_000_000;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address of the AMQP listener.
-    pub listen: SocketAddr,
+    /// Addresses of the AMQP listeners: by default every IPv4 and every IPv6 address on 5672.
+    pub listen: Listen,
     /// Where the broker keeps its data (created at boot).
     pub data_dir: PathBuf,
     /// `tracing` filter: a level (`info`) or directives (`warren=debug`).
@@ -70,7 +70,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], 5672)),
+            listen: Listen::default(),
             data_dir: PathBuf::from("./data"),
             log_level: "info".to_owned(),
             handshake_timeout: 10,
@@ -87,6 +87,93 @@ impl Default for Config {
             permissions: Vec::new(),
             server_properties: BTreeMap::new(),
         }
+    }
+}
+
+/// The listeners' addresses, at least one. Written as one address (`"0.0.0.0:5672"`), several
+/// separated by commas, or (in the file) a list of them; IPv6 addresses in brackets
+/// (`"[::1]:5672"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen(Vec<SocketAddr>);
+
+impl Listen {
+    /// `None` for an empty list: a broker must listen somewhere.
+    pub fn new(addrs: Vec<SocketAddr>) -> Option<Listen> {
+        (!addrs.is_empty()).then_some(Listen(addrs))
+    }
+
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.0
+    }
+}
+
+/// Every IPv4 and every IPv6 address on 5672, as RabbitMQ listens by default. Two sockets
+/// rather than one dual-stack `[::]`: the IPv6 one is set IPv6-only, so both bind whatever
+/// the host's `bindv6only`, and IPv4 peers keep their IPv4 addresses.
+impl Default for Listen {
+    fn default() -> Listen {
+        Listen(vec![
+            SocketAddr::from(([0, 0, 0, 0], 5672)),
+            SocketAddr::from(([0u16; 8], 5672)),
+        ])
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, addr) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{addr}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Listen, String> {
+        let addrs = s
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.parse::<SocketAddr>().map_err(|_| {
+                    format!("{part:?} is not an address with a port (such as 0.0.0.0:5672 or [::]:5672)")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Listen::new(addrs).ok_or_else(|| "no address to listen on".to_owned())
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Listen, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Listen;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address such as \"0.0.0.0:5672\", or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Listen, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Listen, A::Error> {
+                let mut addrs = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    let Listen(more) = item.parse().map_err(serde::de::Error::custom)?;
+                    addrs.extend(more);
+                }
+                Listen::new(addrs)
+                    .ok_or_else(|| serde::de::Error::custom("no address to listen on"))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -195,7 +282,7 @@ impl Config {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
     pub config: Option<PathBuf>,
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<Listen>,
     pub data_dir: Option<PathBuf>,
     pub log_level: Option<String>,
     pub handshake_timeout: Option<u64>,
@@ -545,7 +632,7 @@ mod tests {
     fn an_empty_file_gives_the_defaults() {
         let config = Config::from_toml("", Path::new("empty.toml")).unwrap();
         assert_eq!(config, Config::default());
-        assert_eq!(config.listen.to_string(), "0.0.0.0:5672");
+        assert_eq!(config.listen.to_string(), "0.0.0.0:5672,[::]:5672");
         assert!(config.server_properties.is_empty());
         assert_eq!(config.max_message_size, 134_217_728);
         assert_eq!(config.consumer_timeout, 1_800_000);
@@ -672,6 +759,44 @@ mod tests {
         assert_eq!(config.frame_max, 8192);
         assert_eq!(config.channel_max, 7);
         assert_eq!(config.handshake_timeout, 10);
+    }
+
+    #[test]
+    fn listen_takes_one_address_or_several() {
+        let parse = |text: &str| Config::from_toml(text, Path::new("l.toml"));
+        let one = parse("listen = \"127.0.0.1:5672\"\n").unwrap();
+        assert_eq!(one.listen.addrs(), ["127.0.0.1:5672".parse().unwrap()]);
+        let list = parse("listen = [\"127.0.0.1:5672\", \"[::1]:5673\"]\n").unwrap();
+        assert_eq!(list.listen.to_string(), "127.0.0.1:5672,[::1]:5673");
+        assert_eq!(
+            parse("listen = \"0.0.0.0:1, [::]:1\"\n").unwrap().listen,
+            "0.0.0.0:1,[::]:1".parse().unwrap()
+        );
+        for bad in [
+            "listen = []",
+            "listen = \"\"",
+            "listen = \"localhost\"",
+            "listen = 5672",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let err = parse("listen = [\"0.0.0.0:5672\", \"::1\"]").unwrap_err();
+        assert!(err.to_string().contains("\"::1\""), "{err}");
+
+        let from_env = env(&[("WARREN_LISTEN", "127.0.0.1:1,[::1]:2")]);
+        assert_eq!(
+            resolve(Overrides::default(), from_env)
+                .unwrap()
+                .listen
+                .addrs(),
+            [
+                "127.0.0.1:1".parse::<SocketAddr>().unwrap(),
+                "[::1]:2".parse().unwrap()
+            ]
+        );
+        let err = Overrides::from_env(|k| (k == "WARREN_LISTEN").then(|| "nowhere".to_owned()))
+            .unwrap_err();
+        assert!(err.to_string().contains("WARREN_LISTEN"), "{err}");
     }
 
     #[test]

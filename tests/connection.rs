@@ -620,3 +620,54 @@ async fn update_secret_rechecks_the_new_secret() {
     );
     server.handle.shutdown().await;
 }
+
+/// A port free on both IPv4 and IPv6 a moment ago: on Linux a `[::]` socket is dual-stack by
+/// default, so the port it gets was free on IPv4 too.
+fn free_dual_port() -> u16 {
+    let dual = std::net::TcpListener::bind("[::]:0").unwrap();
+    dual.local_addr().unwrap().port()
+}
+
+fn has_no_ipv6() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_err()
+}
+
+#[tokio::test]
+async fn listens_on_ipv4_and_ipv6() {
+    if has_no_ipv6() {
+        eprintln!("no IPv6 on this host: nothing to test");
+        return;
+    }
+    let server = start_server(|config| {
+        config.listen = "127.0.0.1:0,[::1]:0".parse().unwrap();
+    })
+    .await;
+    let addrs = server.handle.local_addrs().to_vec();
+    assert_eq!(addrs.len(), 2);
+    assert_eq!(server.handle.local_addr(), addrs[0]);
+    assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6(), "{addrs:?}");
+    for (i, addr) in addrs.iter().enumerate() {
+        // guest is a loopback user: ::1 counts as loopback.
+        let mut c = RawClient::open(*addr, &format!("connection/listen_{i}"), 0).await;
+        c.open_channel(1).await;
+    }
+    server.handle.shutdown().await;
+
+    // The default's shape: both wildcards on one port, each reachable by its loopback.
+    let port = free_dual_port();
+    let server = start_server(|config| {
+        config.listen = format!("0.0.0.0:{port},[::]:{port}").parse().unwrap();
+    })
+    .await;
+    assert_eq!(server.handle.local_addrs().len(), 2);
+    for host in ["127.0.0.1", "[::1]"] {
+        let addr = format!("{host}:{port}").parse().unwrap();
+        let mut c = RawClient::open(addr, &format!("connection/wildcard_{host}"), 0).await;
+        c.open_channel(1).await;
+    }
+    let mut args = OpenConnectionArguments::new("[::1]", port, "guest", "guest");
+    args.connection_name("connection/amqprs_ipv6");
+    let conn = Connection::open(&args).await.unwrap();
+    conn.close().await.unwrap();
+    server.handle.shutdown().await;
+}

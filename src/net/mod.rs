@@ -14,7 +14,7 @@ pub use connection::missed_heartbeats_message;
 pub use handshake::{
     log_advertised, negotiate, server_properties, Tuned, ADVERTISED_RABBITMQ_VERSION,
 };
-pub use listener::serve;
+pub use listener::{bind_all, serve, BindError};
 
 use crate::alarm::Alarms;
 use crate::broker::Broker;
