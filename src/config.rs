@@ -3,6 +3,7 @@
 //! Every field has a default so that files written for older versions keep loading. The
 //! resolved [`Config`] is passed explicitly to whoever needs it; there is no global.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,8 +29,8 @@ pub const DEFAULT_DISK_FREE_LIMIT: u64 = 50_000_000;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address of the AMQP listener.
-    pub listen: SocketAddr,
+    /// Addresses of the AMQP listeners: by default every IPv4 and every IPv6 address on 5672.
+    pub listen: Listen,
     /// Where the broker keeps its data (created at boot).
     pub data_dir: PathBuf,
     /// `tracing` filter: a level (`info`) or directives (`warren=debug`).
@@ -40,7 +41,8 @@ pub struct Config {
     pub heartbeat: u16,
     /// Largest frame the broker accepts, proposed in `connection.tune`.
     pub frame_max: u32,
-    /// Highest channel number a client may open, proposed in `connection.tune`.
+    /// How many channels a client may have open at once, proposed in `connection.tune`
+    /// (channel numbers themselves may be anything from 1 to 65535, as in RabbitMQ).
     pub channel_max: u16,
     /// Largest message body in bytes (enforced once publishing exists).
     pub max_message_size: u64,
@@ -60,12 +62,15 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     pub vhosts: Vec<VhostConfig>,
     pub permissions: Vec<PermissionConfig>,
+    /// Properties of `connection.start` to add or replace (RabbitMQ's `server_properties`),
+    /// as strings; `capabilities` cannot be replaced.
+    pub server_properties: BTreeMap<String, String>,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], 5672)),
+            listen: Listen::default(),
             data_dir: PathBuf::from("./data"),
             log_level: "info".to_owned(),
             handshake_timeout: 10,
@@ -80,7 +85,95 @@ impl Default for Config {
             users: Vec::new(),
             vhosts: Vec::new(),
             permissions: Vec::new(),
+            server_properties: BTreeMap::new(),
         }
+    }
+}
+
+/// The listeners' addresses, at least one. Written as one address (`"0.0.0.0:5672"`), several
+/// separated by commas, or (in the file) a list of them; IPv6 addresses in brackets
+/// (`"[::1]:5672"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen(Vec<SocketAddr>);
+
+impl Listen {
+    /// `None` for an empty list: a broker must listen somewhere.
+    pub fn new(addrs: Vec<SocketAddr>) -> Option<Listen> {
+        (!addrs.is_empty()).then_some(Listen(addrs))
+    }
+
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.0
+    }
+}
+
+/// Every IPv4 and every IPv6 address on 5672, as RabbitMQ listens by default. Two sockets
+/// rather than one dual-stack `[::]`: the IPv6 one is set IPv6-only, so both bind whatever
+/// the host's `bindv6only`, and IPv4 peers keep their IPv4 addresses.
+impl Default for Listen {
+    fn default() -> Listen {
+        Listen(vec![
+            SocketAddr::from(([0, 0, 0, 0], 5672)),
+            SocketAddr::from(([0u16; 8], 5672)),
+        ])
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, addr) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{addr}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Listen, String> {
+        let addrs = s
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.parse::<SocketAddr>().map_err(|_| {
+                    format!("{part:?} is not an address with a port (such as 0.0.0.0:5672 or [::]:5672)")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Listen::new(addrs).ok_or_else(|| "no address to listen on".to_owned())
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Listen, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Listen;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address such as \"0.0.0.0:5672\", or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Listen, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Listen, A::Error> {
+                let mut addrs = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    let Listen(more) = item.parse().map_err(serde::de::Error::custom)?;
+                    addrs.extend(more);
+                }
+                Listen::new(addrs)
+                    .ok_or_else(|| serde::de::Error::custom("no address to listen on"))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -162,6 +255,25 @@ impl Config {
         self.vm_memory_high_watermark
             .check()
             .map_err(|e| ConfigError::Invalid(format!("vm_memory_high_watermark: {e}")))?;
+        self.check_server_properties()
+    }
+
+    /// Keys become short strings in `connection.start`; `capabilities` is what Warren
+    /// implements, so it is not the operator's to change (RabbitMQ ignores such an entry).
+    fn check_server_properties(&self) -> Result<(), ConfigError> {
+        for key in self.server_properties.keys() {
+            if key == "capabilities" {
+                return Err(ConfigError::Invalid(
+                    "server_properties: capabilities cannot be set; they say what Warren implements"
+                        .into(),
+                ));
+            }
+            if key.is_empty() || key.len() > 255 {
+                return Err(ConfigError::Invalid(format!(
+                    "server_properties: key {key:?} must be 1 to 255 bytes long"
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -170,7 +282,7 @@ impl Config {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
     pub config: Option<PathBuf>,
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<Listen>,
     pub data_dir: Option<PathBuf>,
     pub log_level: Option<String>,
     pub handshake_timeout: Option<u64>,
@@ -507,6 +619,7 @@ mod tests {
             "vm_memory_high_watermark",
             "disk_free_limit",
             "loopback_users",
+            "[server_properties]",
             "[[users]]",
             "[[vhosts]]",
             "[[permissions]]",
@@ -519,7 +632,8 @@ mod tests {
     fn an_empty_file_gives_the_defaults() {
         let config = Config::from_toml("", Path::new("empty.toml")).unwrap();
         assert_eq!(config, Config::default());
-        assert_eq!(config.listen.to_string(), "0.0.0.0:5672");
+        assert_eq!(config.listen.to_string(), "0.0.0.0:5672,[::]:5672");
+        assert!(config.server_properties.is_empty());
         assert_eq!(config.max_message_size, 134_217_728);
         assert_eq!(config.consumer_timeout, 1_800_000);
         assert_eq!(config.vm_memory_high_watermark, Watermark::Relative(0.4));
@@ -645,6 +759,60 @@ mod tests {
         assert_eq!(config.frame_max, 8192);
         assert_eq!(config.channel_max, 7);
         assert_eq!(config.handshake_timeout, 10);
+    }
+
+    #[test]
+    fn listen_takes_one_address_or_several() {
+        let parse = |text: &str| Config::from_toml(text, Path::new("l.toml"));
+        let one = parse("listen = \"127.0.0.1:5672\"\n").unwrap();
+        assert_eq!(one.listen.addrs(), ["127.0.0.1:5672".parse().unwrap()]);
+        let list = parse("listen = [\"127.0.0.1:5672\", \"[::1]:5673\"]\n").unwrap();
+        assert_eq!(list.listen.to_string(), "127.0.0.1:5672,[::1]:5673");
+        assert_eq!(
+            parse("listen = \"0.0.0.0:1, [::]:1\"\n").unwrap().listen,
+            "0.0.0.0:1,[::]:1".parse().unwrap()
+        );
+        for bad in [
+            "listen = []",
+            "listen = \"\"",
+            "listen = \"localhost\"",
+            "listen = 5672",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let err = parse("listen = [\"0.0.0.0:5672\", \"::1\"]").unwrap_err();
+        assert!(err.to_string().contains("\"::1\""), "{err}");
+
+        let from_env = env(&[("WARREN_LISTEN", "127.0.0.1:1,[::1]:2")]);
+        assert_eq!(
+            resolve(Overrides::default(), from_env)
+                .unwrap()
+                .listen
+                .addrs(),
+            [
+                "127.0.0.1:1".parse::<SocketAddr>().unwrap(),
+                "[::1]:2".parse().unwrap()
+            ]
+        );
+        let err = Overrides::from_env(|k| (k == "WARREN_LISTEN").then(|| "nowhere".to_owned()))
+            .unwrap_err();
+        assert!(err.to_string().contains("WARREN_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn server_properties_are_strings_and_leave_capabilities_alone() {
+        let parse = |text: &str| Config::from_toml(text, Path::new("p.toml"));
+        let config =
+            parse("[server_properties]\nproduct = \"Warren\"\ncluster_name = \"prod\"\n").unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.server_properties["product"], "Warren");
+        assert_eq!(config.server_properties["cluster_name"], "prod");
+        assert!(parse("[server_properties]\nversion = 4\n").is_err());
+        let caps = parse("[server_properties]\ncapabilities = \"none\"\n").unwrap();
+        let err = caps.validate().unwrap_err();
+        assert!(err.to_string().contains("capabilities"), "{err}");
+        let long = format!("[server_properties]\n{} = \"x\"\n", "k".repeat(256));
+        assert!(parse(&long).unwrap().validate().is_err());
     }
 
     #[test]

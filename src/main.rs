@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use warren::config::{self, Config, Overrides};
+use warren::config::{self, Config, Listen, Overrides};
 use warren::perf::{run_throughput, ThroughputArgs};
 use warren::server::Server;
 
@@ -38,9 +38,10 @@ enum PerfScenario {
 
 #[derive(clap::Args)]
 struct ServerArgs {
-    /// Address to listen on for AMQP [default: 0.0.0.0:5672]
-    #[arg(long)]
-    listen: Option<SocketAddr>,
+    /// Address to listen on for AMQP; repeat it or separate addresses with commas
+    /// [default: 0.0.0.0:5672,[::]:5672]
+    #[arg(long, value_delimiter = ',')]
+    listen: Vec<SocketAddr>,
     /// Data directory, created if missing [default: ./data]
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -56,7 +57,7 @@ impl ServerArgs {
     fn overrides(self) -> Overrides {
         Overrides {
             config: self.config,
-            listen: self.listen,
+            listen: Listen::new(self.listen),
             data_dir: self.data_dir,
             log_level: self.log_level,
             ..Overrides::default()

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -14,7 +13,7 @@ use crate::alarm::{self, Alarms, Limits};
 use crate::broker::persist::Persistence;
 use crate::broker::{recovery, Broker, BrokerError};
 use crate::config::{Config, ConfigError};
-use crate::net::{self, Context};
+use crate::net::{self, BindError, Context};
 use crate::store::{RocksOptions, RocksStore, StoreError};
 
 /// How long shutdown waits for the queue tasks to stop and the store to close.
@@ -25,7 +24,7 @@ pub struct Server;
 
 impl Server {
     /// Validates `config`, creates the data directory, builds the broker and starts accepting
-    /// on `config.listen` (use port 0 for an ephemeral port).
+    /// on every address of `config.listen` (use port 0 for an ephemeral port).
     pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         config.validate().map_err(ServerError::Config)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::DataDir {
@@ -48,17 +47,13 @@ impl Server {
             elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
             "store opened, definitions and messages recovered"
         );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| ServerError::Bind {
-                addr: config.listen,
-                message: e.to_string(),
-            })?;
-        let local_addr = listener.local_addr().map_err(|e| ServerError::Bind {
-            addr: config.listen,
-            message: e.to_string(),
-        })?;
-        info!(%local_addr, version = env!("CARGO_PKG_VERSION"), "Warren listening for AMQP 0-9-1");
+        let server_properties = net::server_properties(&config).map_err(ServerError::Config)?;
+        let listeners = net::bind_all(config.listen.addrs()).map_err(ServerError::Bind)?;
+        let (local_addrs, listeners): (Vec<_>, Vec<_>) = listeners.into_iter().unzip();
+        for local_addr in &local_addrs {
+            info!(%local_addr, version = env!("CARGO_PKG_VERSION"), "Warren listening for AMQP 0-9-1");
+        }
+        net::log_advertised(&server_properties);
         let alarms = start_alarms(&config);
         let broker = Arc::new(broker);
         let handles = (Arc::downgrade(&broker), Arc::downgrade(&persistence));
@@ -67,15 +62,27 @@ impl Server {
             config: Arc::new(config),
             broker,
             alarms: alarms.clone(),
+            server_properties,
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (alive_tx, alive_rx) = mpsc::channel(1);
-        let listener_task = tokio::spawn(net::serve(listener, ctx, shutdown_rx, alive_tx));
+        let listeners = listeners
+            .into_iter()
+            .map(|listener| {
+                let serve = net::serve(
+                    listener,
+                    Arc::clone(&ctx),
+                    shutdown_rx.clone(),
+                    alive_tx.clone(),
+                );
+                tokio::spawn(serve)
+            })
+            .collect();
         Ok(ServerHandle {
-            local_addr,
+            local_addrs,
             shutdown: shutdown_tx,
             alive: alive_rx,
-            listener: listener_task,
+            listeners,
             alarms,
             broker: handles.0,
             persistence: handles.1,
@@ -95,10 +102,11 @@ fn start_alarms(config: &Config) -> Alarms {
 /// A running server. Dropping it without `shutdown` also closes every connection with 320,
 /// but nobody waits for them.
 pub struct ServerHandle {
-    local_addr: SocketAddr,
+    /// One per listener, in the order of `config.listen`; never empty.
+    local_addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     alive: mpsc::Receiver<()>,
-    listener: JoinHandle<()>,
+    listeners: Vec<JoinHandle<()>>,
     alarms: Alarms,
     broker: Weak<Broker>,
     /// Gone once every queue task has stopped and the store is closed (its lock released).
@@ -106,8 +114,16 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
+    /// The first listener's address (the only one unless `listen` names several). There is
+    /// always one: `bind_all` fails rather than bind nothing.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addrs[0]
+    }
+
+    /// Every listener's address, in the order of `config.listen` (an IPv6 address skipped on a
+    /// host without IPv6 is missing).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
     }
 
     /// The resource monitor: its thresholds can be changed while the server runs.
@@ -120,7 +136,9 @@ impl ServerHandle {
     pub async fn shutdown(mut self) {
         info!("shutting down");
         let _ = self.shutdown.send(true);
-        let _ = (&mut self.listener).await;
+        for listener in &mut self.listeners {
+            let _ = listener.await;
+        }
         // Every sender belongs to the listener or a connection; `None` means all are gone.
         let _ = self.alive.recv().await;
         // Queue tasks stop once nothing holds their queues; the last one to go closes the
@@ -152,10 +170,7 @@ pub enum ServerError {
     },
     /// The store cannot be opened (in use, another format version, damaged) or recovered.
     Store(StoreError),
-    Bind {
-        addr: SocketAddr,
-        message: String,
-    },
+    Bind(BindError),
 }
 
 impl fmt::Display for ServerError {
@@ -170,7 +185,7 @@ impl fmt::Display for ServerError {
                     path.display()
                 )
             }
-            ServerError::Bind { addr, message } => write!(f, "cannot listen on {addr}: {message}"),
+            ServerError::Bind(e) => e.fmt(f),
             ServerError::Store(e) => write!(f, "cannot start: {e}"),
         }
     }

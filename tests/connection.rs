@@ -39,8 +39,8 @@ async fn amqprs_connects_as_guest_and_churns_channels() {
     args.connection_name("connection/amqprs_churn");
     let conn = Connection::open(&args).await.unwrap();
     let props = conn.server_properties();
-    assert_eq!(props.product(), "Warren");
-    assert_eq!(props.version(), env!("CARGO_PKG_VERSION"));
+    assert_eq!(props.product(), "RabbitMQ");
+    assert_eq!(props.version(), "4.0.0");
     assert!(props.capabilities().authentication_failure_close());
     assert!(props.capabilities().publisher_confirms());
     assert_eq!(conn.channel_max(), 2047);
@@ -75,18 +75,28 @@ async fn server_properties_and_tune() {
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "sorted like RabbitMQ's");
+    // RabbitMQ's product and the version whose semantics Warren implements, so that clients
+    // which sniff them (kombu) behave as with RabbitMQ; Warren names itself elsewhere.
     for (key, value) in [
-        ("product", "Warren"),
-        ("platform", "Rust"),
-        ("version", env!("CARGO_PKG_VERSION")),
+        ("product", "RabbitMQ"),
+        ("version", "4.0.0"),
+        ("warren_version", env!("CARGO_PKG_VERSION")),
+        (
+            "platform",
+            concat!("Warren ", env!("CARGO_PKG_VERSION"), " (Rust)"),
+        ),
     ] {
         assert_eq!(
             props.get(key),
-            Some(&FieldValue::LongStr(Bytes::from(value)))
+            Some(&FieldValue::LongStr(Bytes::from(value))),
+            "{key}"
         );
     }
     assert!(props.get("copyright").is_some());
-    assert!(props.get("information").is_some());
+    let Some(FieldValue::LongStr(information)) = props.get("information") else {
+        panic!("no information");
+    };
+    assert!(information.starts_with(b"Warren "), "{information:?}");
     assert!(props.get("cluster_name").is_some());
     let Some(FieldValue::Table(caps)) = props.get("capabilities") else {
         panic!("no capabilities");
@@ -473,5 +483,191 @@ async fn out_of_order_handshake() {
     .await;
     c.expect_method("connection.close-ok").await;
     c.expect_eof().await;
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_properties_from_the_config() {
+    let server = start_server(|config| {
+        for (key, value) in [
+            ("product", "Warren"),
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("region", "eu-west"),
+        ] {
+            config.server_properties.insert(key.into(), value.into());
+        }
+    })
+    .await;
+    let mut args = OpenConnectionArguments::new("127.0.0.1", server.addr.port(), "guest", "guest");
+    args.connection_name("connection/server_properties_override");
+    let conn = Connection::open(&args).await.unwrap();
+    assert_eq!(conn.server_properties().product(), "Warren");
+    assert_eq!(
+        conn.server_properties().version(),
+        env!("CARGO_PKG_VERSION")
+    );
+    conn.close().await.unwrap();
+
+    let mut c = RawClient::connect(server.addr).await;
+    c.send_raw(&PROTOCOL_HEADER).await;
+    let (_, Method::ConnectionStart(start)) = c.expect_method("connection.start").await else {
+        unreachable!()
+    };
+    let props = &start.server_properties;
+    assert_eq!(
+        props.get("region"),
+        Some(&FieldValue::LongStr(Bytes::from("eu-west")))
+    );
+    assert!(props.get("warren_version").is_some());
+    assert!(matches!(
+        props.get("capabilities"),
+        Some(FieldValue::Table(_))
+    ));
+    let keys: Vec<&str> = props.iter().map(|(k, _)| k.as_str()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted, "sorted like RabbitMQ's");
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn channel_max_limits_how_many_channels_not_their_numbers() {
+    let server = start_server(|_| {}).await;
+    let mut c = start(server.addr, guest("connection/channel_numbers")).await;
+    c.expect_method("connection.tune").await;
+    c.send_method(0, &tune_ok(2, 131_072, 0)).await;
+    c.send_method(0, &open_vhost("/")).await;
+    c.expect_method("connection.open-ok").await;
+    // RabbitMQ 3.10.8 did the same with channel_max 2: 65535 opens, a third channel is 530.
+    c.open_channel(65535).await;
+    c.ping(65535).await;
+    c.open_channel(1).await;
+    c.send_method(3000, &Method::ChannelOpen(warren::protocol::ChannelOpen))
+        .await;
+    assert_eq!(
+        c.expect_close().await,
+        Close::new(
+            530,
+            "NOT_ALLOWED - number of channels opened (2) has reached the negotiated channel_max (2)",
+            0,
+            0
+        )
+    );
+    // A closed channel frees its place.
+    let mut c = RawClient::open(server.addr, "connection/channel_reuse", 0).await;
+    c.open_channel(u16::MAX).await;
+    c.send_method(
+        u16::MAX,
+        &Method::ChannelClose(warren::protocol::ChannelClose {
+            reply_code: 200,
+            reply_text: "bye".into(),
+            class_id: 0,
+            method_id: 0,
+        }),
+    )
+    .await;
+    c.expect_method("channel.close-ok").await;
+    c.open_channel(u16::MAX).await;
+    server.handle.shutdown().await;
+}
+
+fn update_secret(secret: &str) -> Method {
+    Method::ConnectionUpdateSecret(warren::protocol::ConnectionUpdateSecret {
+        new_secret: Bytes::copy_from_slice(secret.as_bytes()),
+        reason: "token refresh".into(),
+    })
+}
+
+#[tokio::test]
+async fn update_secret_rechecks_the_new_secret() {
+    let server = start_server(|_| {}).await;
+    let mut args = OpenConnectionArguments::new("127.0.0.1", server.addr.port(), "guest", "guest");
+    args.connection_name("connection/update_secret_amqprs");
+    let conn = Connection::open(&args).await.unwrap();
+    conn.update_secret("guest", "token refresh").await.unwrap();
+    let channel = conn.open_channel(None).await.unwrap();
+    assert!(channel.flow(true).await.unwrap());
+    conn.close().await.unwrap();
+
+    let mut c = RawClient::open(server.addr, "connection/update_secret", 0).await;
+    c.open_channel(1).await;
+    c.send_method(0, &update_secret("guest")).await;
+    let (channel, _) = c.expect_method("connection.update-secret-ok").await;
+    assert_eq!(channel, 0);
+    c.ping(1).await;
+    c.send_method(0, &update_secret("not-guest")).await;
+    assert_eq!(
+        c.expect_close().await,
+        Close::new(
+            530,
+            "NOT_ALLOWED - New secret was refused by one of the backends",
+            10,
+            70
+        )
+    );
+    // Before the connection is open it is out of place, as in RabbitMQ.
+    let mut c = start(server.addr, guest("connection/update_secret_early")).await;
+    c.expect_method("connection.tune").await;
+    c.send_method(0, &update_secret("guest")).await;
+    assert_eq!(
+        c.expect_close().await,
+        Close::new(
+            504,
+            "CHANNEL_ERROR - unexpected method in connection state tuning",
+            10,
+            70
+        )
+    );
+    server.handle.shutdown().await;
+}
+
+/// A port free on both IPv4 and IPv6 a moment ago: on Linux a `[::]` socket is dual-stack by
+/// default, so the port it gets was free on IPv4 too.
+fn free_dual_port() -> u16 {
+    let dual = std::net::TcpListener::bind("[::]:0").unwrap();
+    dual.local_addr().unwrap().port()
+}
+
+fn has_no_ipv6() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_err()
+}
+
+#[tokio::test]
+async fn listens_on_ipv4_and_ipv6() {
+    if has_no_ipv6() {
+        eprintln!("no IPv6 on this host: nothing to test");
+        return;
+    }
+    let server = start_server(|config| {
+        config.listen = "127.0.0.1:0,[::1]:0".parse().unwrap();
+    })
+    .await;
+    let addrs = server.handle.local_addrs().to_vec();
+    assert_eq!(addrs.len(), 2);
+    assert_eq!(server.handle.local_addr(), addrs[0]);
+    assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6(), "{addrs:?}");
+    for (i, addr) in addrs.iter().enumerate() {
+        // guest is a loopback user: ::1 counts as loopback.
+        let mut c = RawClient::open(*addr, &format!("connection/listen_{i}"), 0).await;
+        c.open_channel(1).await;
+    }
+    server.handle.shutdown().await;
+
+    // The default's shape: both wildcards on one port, each reachable by its loopback.
+    let port = free_dual_port();
+    let server = start_server(|config| {
+        config.listen = format!("0.0.0.0:{port},[::]:{port}").parse().unwrap();
+    })
+    .await;
+    assert_eq!(server.handle.local_addrs().len(), 2);
+    for host in ["127.0.0.1", "[::1]"] {
+        let addr = format!("{host}:{port}").parse().unwrap();
+        let mut c = RawClient::open(addr, &format!("connection/wildcard_{host}"), 0).await;
+        c.open_channel(1).await;
+    }
+    let mut args = OpenConnectionArguments::new("[::1]", port, "guest", "guest");
+    args.connection_name("connection/amqprs_ipv6");
+    let conn = Connection::open(&args).await.unwrap();
+    conn.close().await.unwrap();
     server.handle.shutdown().await;
 }

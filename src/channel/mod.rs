@@ -44,12 +44,14 @@ pub enum Input {
 
 /// The channels of one connection.
 ///
-/// Invariant: every key is in `1..=channel_max`; a channel is in the table from its
-/// `channel.open` until the close handshake completes, so a number is reusable only after
-/// close-ok went one way or the other. A channel that is `closing` has released everything it
-/// held in the broker.
+/// Invariant: at most `channel_max` entries, keyed by any channel number 1..=65535 (as in
+/// RabbitMQ, channel_max bounds how many channels are open, not their numbers); a channel is
+/// in the table, and counts, from its `channel.open` until the close handshake completes, so a
+/// number is reusable only after close-ok went one way or the other. A channel that is
+/// `closing` has released everything it held in the broker.
 #[derive(Debug)]
 pub struct ChannelTable {
+    /// How many channels may be in the table at once (the negotiated channel_max, at least 1).
     channel_max: u16,
     channels: HashMap<u16, Channel>,
     session: Option<Session>,
@@ -166,12 +168,15 @@ impl ChannelTable {
         let state = self.channels.get(&channel).map(|c| c.closing);
         match (state, input) {
             (None, Input::Method(Method::ChannelOpen(_))) => {
-                if channel > self.channel_max {
+                // Closing channels count until their close-ok, as in RabbitMQ; its close
+                // names no method.
+                if self.channels.len() >= usize::from(self.channel_max) {
                     return Err(AmqpError::not_allowed(format!(
-                        "channel number {channel} is higher than the negotiated channel_max ({})",
+                        "number of channels opened ({}) has reached the negotiated channel_max \
+                         ({})",
+                        self.channels.len(),
                         self.channel_max
-                    ))
-                    .on(20, 10));
+                    )));
                 }
                 self.channels.insert(channel, Channel::new(channel));
                 out.push(Out::Method(channel, Method::ChannelOpenOk(ChannelOpenOk)));
@@ -472,18 +477,41 @@ mod tests {
     }
 
     #[test]
+    fn channel_max_bounds_how_many_are_open_not_their_numbers() {
+        let mut t = table(3);
+        for channel in [1, 65535, 2048] {
+            assert_eq!(
+                h(&mut t, channel, open()).unwrap(),
+                Some(Method::ChannelOpenOk(ChannelOpenOk))
+            );
+        }
+        let refused = (
+            530,
+            "NOT_ALLOWED - number of channels opened (3) has reached the negotiated channel_max (3)"
+                .to_owned(),
+            0,
+            0,
+        );
+        assert_eq!(err(&mut t, 4, open()), refused);
+        assert_eq!(t.len(), 3);
+        // A channel closing (its close-ok not yet in) still counts, as in RabbitMQ.
+        t.channels.get_mut(&65535).unwrap().closing = true;
+        assert_eq!(err(&mut t, 4, open()), refused);
+        h(
+            &mut t,
+            65535,
+            Input::Method(Method::ChannelCloseOk(ChannelCloseOk)),
+        )
+        .unwrap();
+        assert!(h(&mut t, 4, open()).unwrap().is_some());
+        h(&mut t, 1, close()).unwrap();
+        assert!(h(&mut t, 65535, open()).unwrap().is_some());
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
     fn rabbitmq_errors() {
         let mut t = table(10);
-        assert_eq!(
-            err(&mut t, 11, open()),
-            (
-                530,
-                "NOT_ALLOWED - channel number 11 is higher than the negotiated channel_max (10)"
-                    .into(),
-                20,
-                10
-            )
-        );
         assert_eq!(
             err(&mut t, 1, close()),
             (

@@ -327,6 +327,15 @@ impl Connection {
                     .await?;
                 return Err(End::ClientClosed(close.reply_text.as_str().to_owned()));
             }
+            Frame::Method {
+                channel: 0,
+                method: Method::ConnectionUpdateSecret(update),
+            } => {
+                let ok = self.update_secret(&update).map_err(End::Close)?;
+                // After what the channels already owe, as RabbitMQ writes it.
+                self.pending.push(Out::Method(0, ok));
+                return self.flush().await;
+            }
             Frame::Method { channel: 0, method } => {
                 return Err(End::Close(
                     AmqpError::channel_error("unexpected method in connection state running")

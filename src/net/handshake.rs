@@ -1,16 +1,19 @@
 //! The opening handshake: protocol header, start/start-ok (SASL), tune/tune-ok, open/open-ok.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use tracing::{info, warn};
 
 use super::connection::{Connection, End};
 use super::reader::ReadError;
 use super::sasl;
-use crate::config::{Config, FRAME_MIN_SIZE};
+use crate::config::{Config, ConfigError, FRAME_MIN_SIZE};
 use crate::error::AmqpError;
 use crate::protocol::{
     ConnectionCloseOk, ConnectionOpenOk, ConnectionStart, ConnectionStartOk, ConnectionTune,
-    ConnectionTuneOk, FieldTable, FieldValue, Frame, HeaderCheck, Method, PROTOCOL_HEADER,
+    ConnectionTuneOk, ConnectionUpdateSecret, ConnectionUpdateSecretOk, FieldTable, FieldValue,
+    Frame, HeaderCheck, Method, PROTOCOL_HEADER,
 };
 
 /// What the client may use, settled by tune-ok.
@@ -71,9 +74,83 @@ pub fn negotiate(config: &Config, ok: &ConnectionTuneOk) -> Result<Tuned, AmqpEr
     })
 }
 
-/// `connection.start`'s server properties, sorted by key as RabbitMQ sends them. The
-/// capabilities advertise only what works today.
-pub fn server_properties() -> FieldTable {
+/// The RabbitMQ release whose semantics Warren implements, advertised as `version` with
+/// `product` "RabbitMQ" so that clients which sniff the broker (kombu picks its `basic.qos`
+/// flag from them) behave as they do with RabbitMQ. 4.0.0 because Warren keeps two behaviours
+/// later 4.x releases changed: global QoS is honoured (4.3 ignores it) and frames before
+/// tune-ok may be 4096 bytes (8192 from 4.1). Operators can override it (`server_properties`).
+pub const ADVERTISED_RABBITMQ_VERSION: &str = "4.0.0";
+
+/// Warren's own version, advertised as `warren_version`.
+const WARREN_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `connection.start`'s server properties, sorted by key as RabbitMQ sends them: Warren's
+/// defaults with the operator's `server_properties` on top. The capabilities advertise only
+/// what works today and are not the operator's to change.
+///
+/// Fails when the properties make `connection.start` larger than the 4096-byte frame every
+/// client accepts before tuning.
+pub fn server_properties(config: &Config) -> Result<FieldTable, ConfigError> {
+    let defaults = default_server_properties();
+    let mut merged: BTreeMap<&str, FieldValue> = defaults
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    for (key, value) in &config.server_properties {
+        if key != "capabilities" {
+            merged.insert(key.as_str(), FieldValue::from(value.as_str()));
+        }
+    }
+    let mut props = FieldTable::new();
+    for (key, value) in merged {
+        props.insert(key, value);
+    }
+    let size = start_frame_size(&props);
+    if size > FRAME_MIN_SIZE as usize {
+        return Err(ConfigError::Invalid(format!(
+            "server_properties make connection.start a frame of {size} bytes, more than the \
+             {FRAME_MIN_SIZE} a client accepts before tuning"
+        )));
+    }
+    Ok(props)
+}
+
+/// The size of the `connection.start` frame that carries `props`.
+fn start_frame_size(props: &FieldTable) -> usize {
+    let mut buf = bytes::BytesMut::new();
+    crate::protocol::encode_method(0, &start_method(props.clone()), &mut buf);
+    buf.len()
+}
+
+fn start_method(server_properties: FieldTable) -> Method {
+    Method::ConnectionStart(ConnectionStart {
+        version_major: 0,
+        version_minor: 9,
+        server_properties,
+        mechanisms: Bytes::from_static(sasl::MECHANISMS.as_bytes()),
+        locales: Bytes::from_static(b"en_US"),
+    })
+}
+
+/// Logs what clients are told the broker is (a sniffing client behaves accordingly).
+pub fn log_advertised(props: &FieldTable) {
+    let text = |key: &str| match props.get(key) {
+        Some(FieldValue::LongStr(v)) => String::from_utf8_lossy(v).into_owned(),
+        _ => String::new(),
+    };
+    info!(
+        product = %text("product"),
+        version = %text("version"),
+        warren_version = WARREN_VERSION,
+        "advertising product '{}' version '{}' to clients",
+        text("product"),
+        text("version")
+    );
+}
+
+/// Warren's properties before the operator's: RabbitMQ's product and version, Warren's name
+/// in `platform`, `information` and `warren_version`.
+fn default_server_properties() -> FieldTable {
     let mut capabilities = FieldTable::new();
     for capability in [
         "authentication_failure_close",
@@ -94,11 +171,19 @@ pub fn server_properties() -> FieldTable {
     props.insert("copyright", "Copyright (c) the Warren authors");
     props.insert(
         "information",
-        "Licensed under the Apache License 2.0. Warren is an AMQP 0-9-1 broker.",
+        format!(
+            "Warren {WARREN_VERSION}, an AMQP 0-9-1 broker with RabbitMQ {ADVERTISED_RABBITMQ_VERSION}'s \
+             semantics. Licensed under the Apache License 2.0."
+        )
+        .as_str(),
     );
-    props.insert("platform", "Rust");
-    props.insert("product", "Warren");
-    props.insert("version", env!("CARGO_PKG_VERSION"));
+    props.insert(
+        "platform",
+        format!("Warren {WARREN_VERSION} (Rust)").as_str(),
+    );
+    props.insert("product", "RabbitMQ");
+    props.insert("version", ADVERTISED_RABBITMQ_VERSION);
+    props.insert("warren_version", WARREN_VERSION);
     props
 }
 
@@ -140,14 +225,8 @@ impl Connection {
             }
             Err(e) => return Err(read_end(e)),
         }
-        let start = ConnectionStart {
-            version_major: 0,
-            version_minor: 9,
-            server_properties: server_properties(),
-            mechanisms: Bytes::from_static(sasl::MECHANISMS.as_bytes()),
-            locales: Bytes::from_static(b"en_US"),
-        };
-        self.send(0, &Method::ConnectionStart(start)).await?;
+        let start = start_method(self.ctx.server_properties.clone());
+        self.send(0, &start).await?;
 
         let start_ok = match self.reader.next_frame().await {
             Ok(Frame::Method {
@@ -249,6 +328,39 @@ impl Connection {
             Err(e) => {
                 self.user = Some(credentials.username.clone());
                 Err(self.login_refused(mechanism, &e.to_string(), start_ok))
+            }
+        }
+    }
+
+    /// `connection.update-secret` (RabbitMQ's extension for expiring credentials such as
+    /// OAuth 2 tokens): the new secret is checked for the connection's user by the same
+    /// backend as the login; a refused one closes the connection with RabbitMQ's 530. There is
+    /// nothing to propagate: channels hold no credentials.
+    pub(super) fn update_secret(
+        &mut self,
+        update: &ConnectionUpdateSecret,
+    ) -> Result<Method, AmqpError> {
+        let user = self.user.clone().unwrap_or_default();
+        let reason = update.reason.as_str();
+        match self
+            .ctx
+            .broker
+            .authenticate(&user, &update.new_secret, self.peer.ip())
+        {
+            Ok(_) => {
+                info!(
+                    peer = %self.peer,
+                    name = self.name.as_deref().unwrap_or_default(),
+                    "user '{user}' updated secret, reason: {reason}"
+                );
+                Ok(Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk))
+            }
+            Err(e) => {
+                warn!(peer = %self.peer, "Secret update was refused for user '{user}': {e}");
+                Err(
+                    AmqpError::not_allowed("New secret was refused by one of the backends")
+                        .on(10, 70),
+                )
             }
         }
     }
@@ -402,7 +514,7 @@ mod tests {
 
     #[test]
     fn server_properties_advertise_only_what_works() {
-        let props = server_properties();
+        let props = server_properties(&Config::default()).unwrap();
         let Some(FieldValue::Table(caps)) = props.get("capabilities") else {
             unreachable!()
         };
@@ -422,5 +534,59 @@ mod tests {
             ]
         );
         assert!(caps.iter().all(|(_, v)| v == &FieldValue::Bool(true)));
+    }
+
+    fn text(props: &FieldTable, key: &str) -> Option<String> {
+        match props.get(key) {
+            Some(FieldValue::LongStr(v)) => Some(String::from_utf8(v.to_vec()).unwrap()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn rabbitmq_is_the_product_and_warren_names_itself_elsewhere() {
+        let props = server_properties(&Config::default()).unwrap();
+        assert_eq!(text(&props, "product").as_deref(), Some("RabbitMQ"));
+        assert_eq!(text(&props, "version").as_deref(), Some("4.0.0"));
+        assert_eq!(
+            text(&props, "warren_version").as_deref(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+        assert!(text(&props, "platform").unwrap().starts_with("Warren "));
+        assert!(text(&props, "information").unwrap().starts_with("Warren "));
+        let keys: Vec<&str> = props.iter().map(|(k, _)| k.as_str()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        assert_eq!(keys, sorted);
+    }
+
+    #[test]
+    fn the_operator_replaces_and_adds_properties_but_not_capabilities() {
+        let mut config = Config::default();
+        for (k, v) in [
+            ("product", "Warren"),
+            ("version", "0.1.0"),
+            ("a_first", "x"),
+            ("capabilities", "none"),
+        ] {
+            config.server_properties.insert(k.into(), v.into());
+        }
+        let props = server_properties(&config).unwrap();
+        assert_eq!(text(&props, "product").as_deref(), Some("Warren"));
+        assert_eq!(text(&props, "version").as_deref(), Some("0.1.0"));
+        assert_eq!(
+            props.iter().next().map(|(k, _)| k.as_str()),
+            Some("a_first")
+        );
+        assert!(matches!(
+            props.get("capabilities"),
+            Some(FieldValue::Table(_))
+        ));
+
+        let mut big = Config::default();
+        big.server_properties
+            .insert("information".into(), "x".repeat(4000));
+        let err = server_properties(&big).unwrap_err().to_string();
+        assert!(err.contains("more than the 4096"), "{err}");
     }
 }

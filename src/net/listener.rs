@@ -1,8 +1,12 @@
-//! Accepts TCP connections and gives each its own task.
+//! Binds the listening sockets and accepts TCP connections, giving each its own task.
 
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
@@ -10,8 +14,92 @@ use tracing::warn;
 use super::connection;
 use super::Context;
 
+/// Pending connections the kernel queues per listener (what tokio's `TcpListener::bind` uses).
+const BACKLOG: i32 = 1024;
+
+/// An address that could not be listened on, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub message: String,
+}
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot listen on {}: {}", self.addr, self.message)
+    }
+}
+
+impl std::error::Error for BindError {}
+
+/// Binds every address in order, returning each listener with the address it got (the port
+/// chosen for port 0). Any failure stops the start, except that an IPv6 wildcard or
+/// loopback address on a host without IPv6 is skipped with a warning (RabbitMQ likewise listens
+/// on IPv4 only there), as long as some other address was bound.
+pub fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<(SocketAddr, TcpListener)>, BindError> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    let mut skipped = None;
+    for &addr in addrs {
+        match bind(addr) {
+            Ok(listener) => listeners.push(listener),
+            Err(e) if ipv6_unavailable(addr, &e) => {
+                warn!(%addr, error = %e, "IPv6 is not available on this host; not listening on {addr}");
+                skipped.get_or_insert(BindError {
+                    addr,
+                    message: e.to_string(),
+                });
+            }
+            Err(e) => {
+                return Err(BindError {
+                    addr,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    match skipped {
+        Some(error) if listeners.is_empty() => Err(error),
+        _ => Ok(listeners),
+    }
+}
+
+/// One listening socket. An IPv6 socket is IPv6-only, so that `[::]:P` and `0.0.0.0:P` can
+/// both be bound whatever the host's `bindv6only` default (on Linux a dual-stack `[::]` would
+/// take the IPv4 port too).
+fn bind(addr: SocketAddr) -> io::Result<(SocketAddr, TcpListener)> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // As tokio's `bind`: a restarted broker can take its port while old connections linger in
+    // TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    let listener = TcpListener::from_std(socket.into())?;
+    Ok((listener.local_addr()?, listener))
+}
+
+/// Whether `error` binding `addr` means the host has no IPv6 (no address family, or no `::1`
+/// / `::` address to bind), rather than a mistake in the configuration.
+fn ipv6_unavailable(addr: SocketAddr, error: &io::Error) -> bool {
+    use rustix::io::Errno;
+    if !addr.is_ipv6() {
+        return false;
+    }
+    let no_family = [Errno::AFNOSUPPORT, Errno::PROTONOSUPPORT]
+        .iter()
+        .any(|errno| error.raw_os_error() == Some(errno.raw_os_error()));
+    let ip = addr.ip();
+    no_family
+        || (error.kind() == io::ErrorKind::AddrNotAvailable
+            && (ip.is_unspecified() || ip.is_loopback()))
+}
+
 /// Accepts until shutdown. Every connection task holds a clone of `alive`; the receiver sees
-/// the channel close once the listener and every connection have finished.
+/// the channel close once the listeners and every connection have finished.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<Context>,
@@ -44,5 +132,61 @@ pub async fn serve(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn only_a_missing_ipv6_is_forgiven() {
+        use rustix::io::Errno;
+        let no_family = io::Error::from_raw_os_error(Errno::AFNOSUPPORT.raw_os_error());
+        let not_here = io::Error::from(io::ErrorKind::AddrNotAvailable);
+        let in_use = io::Error::from(io::ErrorKind::AddrInUse);
+        assert!(ipv6_unavailable(addr("[::]:5672"), &no_family));
+        assert!(ipv6_unavailable(addr("[2001:db8::1]:5672"), &no_family));
+        assert!(ipv6_unavailable(addr("[::]:5672"), &not_here));
+        assert!(ipv6_unavailable(addr("[::1]:5672"), &not_here));
+        // A specific address the host does not have is a configuration mistake.
+        assert!(!ipv6_unavailable(addr("[2001:db8::1]:5672"), &not_here));
+        assert!(!ipv6_unavailable(addr("[::]:5672"), &in_use));
+        assert!(!ipv6_unavailable(addr("0.0.0.0:5672"), &no_family));
+    }
+
+    #[tokio::test]
+    async fn the_same_port_on_ipv4_and_ipv6_wildcards() {
+        if bind(addr("[::1]:0")).is_err() {
+            eprintln!("no IPv6 on this host: nothing to test");
+            return;
+        }
+        // Without IPV6_V6ONLY the second bind fails on Linux (the dual-stack [::] holds it).
+        let first = bind_all(&[addr("0.0.0.0:0")]).unwrap();
+        let port = first[0].0.port();
+        drop(first);
+        let wildcards = [
+            SocketAddr::from(([0, 0, 0, 0], port)),
+            SocketAddr::from(([0u16; 8], port)),
+        ];
+        let both = bind_all(&wildcards).unwrap();
+        let bound: Vec<SocketAddr> = both.iter().map(|(a, _)| *a).collect();
+        assert_eq!(bound, wildcards);
+    }
+
+    #[tokio::test]
+    async fn an_address_the_host_lacks_stops_the_start() {
+        let err = bind_all(&[addr("127.0.0.1:0"), addr("[2001:db8::1]:0")]).unwrap_err();
+        assert_eq!(err.addr, addr("[2001:db8::1]:0"));
+        assert!(
+            err.to_string()
+                .starts_with("cannot listen on [2001:db8::1]:0: "),
+            "{err}"
+        );
     }
 }

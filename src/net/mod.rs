@@ -11,12 +11,15 @@ mod writer;
 use std::sync::Arc;
 
 pub use connection::missed_heartbeats_message;
-pub use handshake::{negotiate, server_properties, Tuned};
-pub use listener::serve;
+pub use handshake::{
+    log_advertised, negotiate, server_properties, Tuned, ADVERTISED_RABBITMQ_VERSION,
+};
+pub use listener::{bind_all, serve, BindError};
 
 use crate::alarm::Alarms;
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::protocol::FieldTable;
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -25,4 +28,6 @@ pub struct Context {
     pub broker: Arc<Broker>,
     /// Memory and disk alarms: publishing connections are blocked while one is in force.
     pub alarms: Alarms,
+    /// What `connection.start` tells clients: built once from the config at start.
+    pub server_properties: FieldTable,
 }
