@@ -40,7 +40,7 @@ async fn amqprs_connects_as_guest_and_churns_channels() {
     let conn = Connection::open(&args).await.unwrap();
     let props = conn.server_properties();
     assert_eq!(props.product(), "RabbitMQ");
-    assert_eq!(props.version(), "4.0.0");
+    assert_eq!(props.version(), "3.13.7");
     assert!(props.capabilities().authentication_failure_close());
     assert!(props.capabilities().publisher_confirms());
     assert_eq!(conn.channel_max(), 2047);
@@ -75,11 +75,11 @@ async fn server_properties_and_tune() {
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "sorted like RabbitMQ's");
-    // RabbitMQ's product and the version whose semantics Warren implements, so that clients
-    // which sniff them (kombu) behave as with RabbitMQ; Warren names itself elsewhere.
+    // RabbitMQ's product and a 3.x version (kombu then uses the global QoS Warren keeps), so
+    // that clients which sniff them behave as with RabbitMQ; Warren names itself elsewhere.
     for (key, value) in [
         ("product", "RabbitMQ"),
-        ("version", "4.0.0"),
+        ("version", "3.13.7"),
         ("warren_version", env!("CARGO_PKG_VERSION")),
         (
             "platform",

@@ -74,12 +74,15 @@ pub fn negotiate(config: &Config, ok: &ConnectionTuneOk) -> Result<Tuned, AmqpEr
     })
 }
 
-/// The RabbitMQ release whose semantics Warren implements, advertised as `version` with
-/// `product` "RabbitMQ" so that clients which sniff the broker (kombu picks its `basic.qos`
-/// flag from them) behave as they do with RabbitMQ. 4.0.0 because Warren keeps two behaviours
-/// later 4.x releases changed: global QoS is honoured (4.3 ignores it) and frames before
-/// tune-ok may be 4096 bytes (8192 from 4.1). Operators can override it (`server_properties`).
-pub const ADVERTISED_RABBITMQ_VERSION: &str = "4.0.0";
+/// The RabbitMQ release advertised as `version` with `product` "RabbitMQ", so that clients
+/// which sniff the broker pick the behaviour Warren has. The one that matters is kombu/Celery:
+/// it sends `basic.qos(global=true)` to RabbitMQ 3.3 up to (not including) 4.0, and from kombu
+/// 5.7 on `global=false` to 4.0 and later, where global QoS was deprecated and then removed.
+/// Warren keeps global QoS (a channel-wide limit that later `basic.qos` calls change for
+/// running consumers), which Celery needs to fetch past the ETA tasks it holds, so it
+/// advertises the last 3.x release; otherwise Warren follows 4.x (docs/compatibility.md).
+/// Operators can override it (`server_properties`).
+pub const ADVERTISED_RABBITMQ_VERSION: &str = "3.13.7";
 
 /// Warren's own version, advertised as `warren_version`.
 const WARREN_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -172,8 +175,8 @@ fn default_server_properties() -> FieldTable {
     props.insert(
         "information",
         format!(
-            "Warren {WARREN_VERSION}, an AMQP 0-9-1 broker with RabbitMQ {ADVERTISED_RABBITMQ_VERSION}'s \
-             semantics. Licensed under the Apache License 2.0."
+            "Warren {WARREN_VERSION}, an AMQP 0-9-1 broker that RabbitMQ clients use unchanged. \
+             Licensed under the Apache License 2.0."
         )
         .as_str(),
     );
@@ -547,7 +550,7 @@ mod tests {
     fn rabbitmq_is_the_product_and_warren_names_itself_elsewhere() {
         let props = server_properties(&Config::default()).unwrap();
         assert_eq!(text(&props, "product").as_deref(), Some("RabbitMQ"));
-        assert_eq!(text(&props, "version").as_deref(), Some("4.0.0"));
+        assert_eq!(text(&props, "version").as_deref(), Some("3.13.7"));
         assert_eq!(
             text(&props, "warren_version").as_deref(),
             Some(env!("CARGO_PKG_VERSION"))
