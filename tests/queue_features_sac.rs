@@ -1,5 +1,7 @@
 //! `x-single-active-consumer`: one consumer gets everything; on its cancel or disconnect the
-//! longest-waiting consumer takes over (with what the gone one left unacknowledged).
+//! longest-waiting consumer takes over (with what the gone one left unacknowledged). After a
+//! cancel the takeover waits until the cancelled consumer's deliveries are settled, so that one
+//! consumer at a time processes the queue, in order.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -234,34 +236,133 @@ async fn failover_to_a_consumer_on_the_same_connection() {
     server.handle.shutdown().await;
 }
 
-/// A cancel hands over at once, as in RabbitMQ 4.x (`stop_consumer` runs the queue): the next
-/// consumer gets the ready messages, and what the cancelled consumer's channel still held
-/// comes back in its place when that channel closes. pika cancels its consumers before every
-/// channel or connection close. RabbitMQ 3.x gives m1 first here only because it does not
-/// dispatch after a cancel at all (and its queue process then crashes on the next publish,
-/// rabbitmq-server#5460; reproduced on 3.10.8).
+/// How the cancelled consumer's channel settles m1, the one message it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// channel.close (what pika's `channel.close()` sends after its basic.cancel).
+    Close,
+    /// basic.ack, the channel staying open.
+    Ack,
+    /// basic.reject requeue=true, after a publish made while the handover waited.
+    PublishThenRequeue,
+    /// Nothing: the consumer timeout (`x-consumer-timeout` 300 ms) closes the channel.
+    TimeOut,
+}
+
+/// Consumer a (prefetch 1) holds m1 of m1..m5 when it cancels; b waits. b gets nothing until
+/// a's channel settles m1; then b starts at the head, so after a close (or a requeue, or the
+/// consumer timeout) it gets m1 redelivered first, then m2..m5, and after an ack m2..m5.
+/// RabbitMQ 3.10.8 gave m1 (redelivered), m2, m3, m4, m5 after cancel + close (checked with
+/// pika); RabbitMQ 4.x hands over at the cancel and gives m2, m3, m4, m5, m1.
 #[tokio::test]
-async fn a_cancel_hands_over_at_once_and_a_later_close_requeues_in_place() {
+async fn after_a_cancel_the_next_consumer_takes_over_once_the_cancelled_ones_deliveries_settle() {
     let server = start_server(|_| {}).await;
-    let mut admin = RawClient::open(server.addr, "sac/cancel-then-close/admin", 0).await;
+    let mut admin = RawClient::open(server.addr, "sac/cancel-handover/admin", 0).await;
     admin.open_channel(1).await;
-    admin
-        .ok(1, declare_sac("sac-cancel"), "queue.declare-ok")
+    for then in [
+        Then::Close,
+        Then::Ack,
+        Then::PublishThenRequeue,
+        Then::TimeOut,
+    ] {
+        let q = format!("sac-cancel-{then:?}");
+        let mut arguments = FieldTable::new();
+        arguments.insert("x-single-active-consumer", true);
+        if then == Then::TimeOut {
+            arguments.insert("x-consumer-timeout", 300i32);
+        }
+        let Method::QueueDeclare(mut declare) = declare_sac(&q) else {
+            unreachable!()
+        };
+        declare.arguments = arguments;
+        admin
+            .ok(1, Method::QueueDeclare(declare), "queue.declare-ok")
+            .await;
+        let name = format!("sac/cancel-handover/{then:?}");
+        let mut a = RawClient::open(server.addr, &name, 0).await;
+        a.open_channel(1).await;
+        a.ok(1, qos(1, false), "basic.qos-ok").await;
+        a.consume(1, &q, "a", false).await;
+        let mut b = RawClient::open(server.addr, &name, 0).await;
+        b.open_channel(1).await;
+        b.ok(1, qos(10, false), "basic.qos-ok").await;
+        b.consume(1, &q, "b", false).await;
+        for i in 1..=5 {
+            admin.publish(1, "", &q, format!("m{i}").as_bytes()).await;
+        }
+        let (_, m1, _, body) = a.next_delivery().await;
+        assert_eq!(&body[..], b"m1");
+        a.ok(
+            1,
+            Method::BasicCancel(BasicCancel {
+                consumer_tag: "a".into(),
+                no_wait: false,
+            }),
+            "basic.cancel-ok",
+        )
         .await;
-    let mut a = RawClient::open(server.addr, "sac/cancel-then-close/a", 0).await;
-    a.open_channel(1).await;
-    a.ok(1, qos(1, false), "basic.qos-ok").await;
-    a.consume(1, "sac-cancel", "a", false).await;
-    let mut b = RawClient::open(server.addr, "sac/cancel-then-close/b", 0).await;
-    b.open_channel(1).await;
-    b.ok(1, qos(2, false), "basic.qos-ok").await;
-    b.consume(1, "sac-cancel", "b", false).await;
-    for body in ["m1", "m2", "m3", "m4"] {
-        admin.publish(1, "", "sac-cancel", body.as_bytes()).await;
+        let mut want = vec![("m2", false), ("m3", false), ("m4", false), ("m5", false)];
+        if then != Then::Close {
+            // (After a close, b's first delivery being m1 says the same.)
+            b.expect_quiet(Duration::from_millis(100)).await;
+        }
+        match then {
+            Then::Close => {
+                go_away(a, Gone::ChannelClose).await;
+                want.insert(0, ("m1", true));
+            }
+            Then::Ack => {
+                a.send_method(1, &ack(m1, false)).await;
+                assert_eq!(deliveries(&mut b, 4).await, expected(&want), "{then:?}");
+                // a keeps its channel and is no consumer any more.
+                a.expect_quiet(Duration::from_millis(100)).await;
+                continue;
+            }
+            Then::PublishThenRequeue => {
+                admin.publish(1, "", &q, b"m6").await;
+                b.expect_quiet(Duration::from_millis(100)).await;
+                let Method::QueueDeclareOk(ok) =
+                    admin.ok(1, declare_sac(&q), "queue.declare-ok").await
+                else {
+                    unreachable!()
+                };
+                assert_eq!((ok.message_count, ok.consumer_count), (5, 1));
+                let reject = BasicReject {
+                    delivery_tag: m1,
+                    requeue: true,
+                };
+                a.send_method(1, &Method::BasicReject(reject)).await;
+                want.insert(0, ("m1", true));
+                want.push(("m6", false));
+            }
+            Then::TimeOut => {
+                assert_eq!(a.expect_channel_close(1).await.code, 406);
+                want.insert(0, ("m1", true));
+            }
+        }
+        let n = want.len();
+        assert_eq!(deliveries(&mut b, n).await, expected(&want), "{then:?}");
     }
-    let (_, _, _, body) = a.next_delivery().await;
-    assert_eq!(&body[..], b"m1");
-    a.ok(
+    server.handle.shutdown().await;
+}
+
+/// A cancel with nothing unacknowledged hands over at once: b gets the next messages while
+/// a's channel stays open.
+#[tokio::test]
+async fn a_cancel_with_nothing_unacked_hands_over_at_once() {
+    let server = start_server(|_| {}).await;
+    let mut c = RawClient::open(server.addr, "sac/cancel-nothing-held", 0).await;
+    c.open_channel(1).await;
+    c.open_channel(2).await;
+    c.ok(1, declare_sac("sac-free"), "queue.declare-ok").await;
+    c.ok(1, qos(1, false), "basic.qos-ok").await;
+    c.consume(1, "sac-free", "a", false).await;
+    c.consume(2, "sac-free", "b", false).await;
+    c.publish(1, "", "sac-free", b"m1").await;
+    let (tag, m1, _, _) = c.next_delivery().await;
+    assert_eq!(tag, "a");
+    c.send_method(1, &ack(m1, false)).await;
+    c.ok(
         1,
         Method::BasicCancel(BasicCancel {
             consumer_tag: "a".into(),
@@ -270,16 +371,15 @@ async fn a_cancel_hands_over_at_once_and_a_later_close_requeues_in_place() {
         "basic.cancel-ok",
     )
     .await;
-    // b's prefetch of 2 is full with m2 and m3; m1 comes back ahead of m4.
-    assert_eq!(
-        deliveries(&mut b, 2).await,
-        expected(&[("m2", false), ("m3", false)])
-    );
-    go_away(a, Gone::ChannelClose).await;
-    b.send_method(1, &ack(2, true)).await;
-    assert_eq!(
-        deliveries(&mut b, 2).await,
-        expected(&[("m1", true), ("m4", false)])
-    );
+    for body in ["m2", "m3"] {
+        c.publish(1, "", "sac-free", body.as_bytes()).await;
+    }
+    for body in ["m2", "m3"] {
+        let (tag, _, redelivered, got) = c.next_delivery().await;
+        assert_eq!(
+            (tag.as_str(), redelivered, &got[..]),
+            ("b", false, body.as_bytes())
+        );
+    }
     server.handle.shutdown().await;
 }
