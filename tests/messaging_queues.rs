@@ -461,3 +461,80 @@ async fn cancel_ok_follows_the_deliveries_already_made() {
     assert_eq!(delivered + left, N, "delivered {delivered}, left {left}");
     server.handle.shutdown().await;
 }
+
+/// Consumer a (prefetch 3) holds m1..m3 unacknowledged while b waits on the same queue with
+/// nothing to do. However a's channel goes (channel.close, connection.close or a dropped
+/// socket), b gets m1, m2, m3 redelivered, in order, then m4 published afterwards; with gaps
+/// (a acked m2 and m4 of m1..m5) b gets m1, m3, m5. RabbitMQ 3.10.8 gave exactly these.
+#[tokio::test]
+async fn a_waiting_consumer_gets_what_a_gone_channel_held_in_order() {
+    let server = start_server(|_| {}).await;
+    let mut admin = RawClient::open(server.addr, "messaging_queues/gone_order/admin", 0).await;
+    admin.open_channel(1).await;
+    for how in ["channel.close", "connection.close", "tcp drop"] {
+        for gaps in [false, true] {
+            let q = format!("gone-order-{how}-{gaps}");
+            admin.declare_queue(1, &q).await;
+            let name = format!("messaging_queues/gone_order/{how}");
+            let mut a = RawClient::open(server.addr, &name, 0).await;
+            a.open_channel(1).await;
+            a.ok(1, qos(if gaps { 0 } else { 3 }, false), "basic.qos-ok")
+                .await;
+            a.consume(1, &q, "a", false).await;
+            let published = if gaps { 5 } else { 3 };
+            for i in 1..=published {
+                admin.publish(1, "", &q, format!("m{i}").as_bytes()).await;
+            }
+            for i in 1..=published {
+                let (_, tag, _, body) = a.next_delivery().await;
+                assert_eq!(&body[..], format!("m{i}").as_bytes());
+                if gaps && i % 2 == 0 {
+                    a.send_method(1, &ack(tag, false)).await;
+                }
+            }
+            let mut b = RawClient::open(server.addr, &name, 0).await;
+            b.open_channel(1).await;
+            b.ok(1, qos(10, false), "basic.qos-ok").await;
+            b.consume(1, &q, "b", false).await;
+            b.expect_quiet(Duration::from_millis(100)).await;
+            let bye = ChannelClose {
+                reply_code: 200,
+                reply_text: "bye".into(),
+                class_id: 0,
+                method_id: 0,
+            };
+            match how {
+                "channel.close" => {
+                    a.ok(1, Method::ChannelClose(bye), "channel.close-ok").await;
+                }
+                "connection.close" => {
+                    let bye = ConnectionClose {
+                        reply_code: bye.reply_code,
+                        reply_text: bye.reply_text,
+                        class_id: 0,
+                        method_id: 0,
+                    };
+                    a.ok(0, Method::ConnectionClose(bye), "connection.close-ok")
+                        .await;
+                }
+                _ => drop(a),
+            }
+            admin.publish(1, "", &q, b"after").await;
+            let want: &[&str] = if gaps {
+                &["m1", "m3", "m5", "after"]
+            } else {
+                &["m1", "m2", "m3", "after"]
+            };
+            for body in want {
+                let (_, _, redelivered, got) = b.next_delivery().await;
+                assert_eq!(
+                    (&got[..], redelivered),
+                    (body.as_bytes(), *body != "after"),
+                    "{how}, gaps {gaps}"
+                );
+            }
+            b.expect_quiet(QUIET).await;
+        }
+    }
+    server.handle.shutdown().await;
+}

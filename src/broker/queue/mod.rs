@@ -21,6 +21,8 @@ pub use task::{
 };
 
 #[cfg(test)]
+mod handover_tests;
+#[cfg(test)]
 mod model_tests;
 #[cfg(test)]
 mod timer_tests;

@@ -1,8 +1,9 @@
 //! The queue against a simple model: random sequences of publish, consume, cancel, dispatch,
 //! ack, nack (with and without requeue), get, purge and channel close must keep FIFO order with
 //! requeue in place, never exceed a consumer's or a channel's prefetch, serve higher consumer
-//! priorities first, set `redelivered` exactly on messages handed out before, and never stop
-//! dispatching while a ready message and a consumer with credit are both there.
+//! priorities first, set `redelivered` exactly on messages handed out before, count what
+//! cancelled consumers still hold, and never stop dispatching while a ready message and a
+//! consumer with credit are both there.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -89,6 +90,8 @@ struct ModelUnacked {
     owner: u64,
     consumer: Option<u64>,
     took_channel_credit: bool,
+    /// Its consumer was cancelled while it was out.
+    of_cancelled: bool,
 }
 
 /// Channel-wide limits of the three channels: none, 2, and 0 (set, but unlimited).
@@ -223,6 +226,7 @@ fn run(ops: Vec<Op>, max_priority: Option<u8>) {
                 for u in model.unacked.values_mut() {
                     if u.consumer == Some(id) {
                         u.consumer = None;
+                        u.of_cancelled = true;
                     }
                 }
             }
@@ -261,6 +265,7 @@ fn run(ops: Vec<Op>, max_priority: Option<u8>) {
                                 owner: c.owner,
                                 consumer: Some(id),
                                 took_channel_credit,
+                                of_cancelled: false,
                             },
                         );
                     }
@@ -313,6 +318,7 @@ fn run(ops: Vec<Op>, max_priority: Option<u8>) {
                                     owner,
                                     consumer: None,
                                     took_channel_credit: false,
+                                    of_cancelled: false,
                                 },
                             );
                         }
@@ -341,6 +347,11 @@ fn run(ops: Vec<Op>, max_priority: Option<u8>) {
         assert_eq!(queue.ready_count(), model.ready.len());
         assert_eq!(queue.unacked_count(), model.unacked.len());
         assert_eq!(queue.consumer_count(), model.consumers.len());
+        assert_eq!(
+            queue.held_by_cancelled(),
+            model.unacked.values().filter(|u| u.of_cancelled).count(),
+            "deliveries of cancelled consumers still out"
+        );
         let bytes: u64 = model.ready.iter().map(|(_, p)| p % 7).sum();
         assert_eq!(queue.ready_bytes(), bytes);
         for (owner, limit) in &limits {

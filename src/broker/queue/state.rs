@@ -63,13 +63,17 @@ struct Unacked {
     consumer: Option<ConsumerId>,
     /// The channel-wide credit this delivery took, given back when it is settled.
     channel_limit: Option<Arc<ChannelLimit>>,
+    /// Delivered to a consumer that has since been cancelled: a single-active-consumer
+    /// handover waits until it is settled.
+    of_cancelled: bool,
 }
 
 /// The state of one queue.
 ///
 /// Invariants: a position is in at most one of `ready` and `unacked`; `ready_bytes` is the sum
 /// of the body sizes in `ready`; a consumer's `in_flight` is the number of `unacked` entries
-/// delivered to it while it was a consumer.
+/// delivered to it while it was a consumer; `held_by_cancelled` is the number of `unacked`
+/// entries marked `of_cancelled`.
 #[derive(Debug, Default)]
 pub struct QueueState {
     /// Ready messages in delivery order: higher priority first, then position (FIFO within a
@@ -83,6 +87,9 @@ pub struct QueueState {
     over_limit: Vec<Entry>,
     ready_bytes: u64,
     unacked: HashMap<Position, Unacked>,
+    /// Unacknowledged deliveries made to consumers since cancelled (kept as a count so that
+    /// an ack need not look at the other unacknowledged messages).
+    held_by_cancelled: usize,
     next_position: Position,
     consumers: Consumers,
     /// "Now" for expiry, set by the owning task once per wake-up; `None` expires nothing.
@@ -231,15 +238,24 @@ impl QueueState {
     }
 
     /// Removes a consumer. Its unacknowledged deliveries stay with its channel, as in AMQP: they
-    /// are settled or requeued by the channel, not by the cancel.
+    /// are settled or requeued by the channel, not by the cancel. Until they are, they count
+    /// in [`QueueState::held_by_cancelled`].
     pub fn cancel_consumer(&mut self, id: ConsumerId) -> Option<ConsumerSpec> {
         let spec = self.consumers.remove(id)?;
         for unacked in self.unacked.values_mut() {
             if unacked.consumer == Some(id) {
                 unacked.consumer = None;
+                unacked.of_cancelled = true;
+                self.held_by_cancelled += 1;
             }
         }
         Some(spec)
+    }
+
+    /// How many deliveries made to consumers since cancelled are not settled yet (acked,
+    /// rejected, requeued, or returned by their channel's close).
+    pub fn held_by_cancelled(&self) -> usize {
+        self.held_by_cancelled
     }
 
     /// Hands up to `max` ready messages to consumers with credit, in queue order, appending the
@@ -324,6 +340,7 @@ impl QueueState {
     /// The queue is going away: drops what is unacknowledged and gives back the channel-wide
     /// credit it held, since the channels' later acks will find no queue.
     pub fn release_all(&mut self) {
+        self.held_by_cancelled = 0;
         for (_, unacked) in self.unacked.drain() {
             if let Some(limit) = &unacked.channel_limit {
                 limit.release();
@@ -399,6 +416,7 @@ impl QueueState {
                     owner,
                     consumer,
                     channel_limit,
+                    of_cancelled: false,
                 },
             );
         }
@@ -415,6 +433,9 @@ impl QueueState {
         }
         if let Some(limit) = &unacked.channel_limit {
             limit.release();
+        }
+        if unacked.of_cancelled {
+            self.held_by_cancelled = self.held_by_cancelled.saturating_sub(1);
         }
         Some(unacked.entry)
     }

@@ -268,7 +268,8 @@ struct QueueTask {
     sinks: HashMap<ConsumerId, Sink>,
     exclusive_consumer: Option<ConsumerId>,
     had_consumer: bool,
-    /// Single active consumer: the consumers waiting to take over, in arrival order.
+    /// Single active consumer: the consumers waiting to take over, in arrival order (also
+    /// while a cancelled active consumer's deliveries are still out, see `turn_taken`).
     waiting: VecDeque<(ConsumerSpec, Sink)>,
     /// `x-expires`: the queue is deleted once unused (no consumers, no get, no declare) for
     /// this long.
@@ -391,7 +392,7 @@ impl QueueTask {
                         self.name,
                         self.vhost()
                     ))));
-                } else if self.args.single_active_consumer && self.state.consumer_count() > 0 {
+                } else if self.args.single_active_consumer && self.turn_taken() {
                     // Single active consumer: later consumers wait their turn, in order.
                     self.waiting.push_back((spec, sink));
                     self.had_consumer = true;
@@ -449,11 +450,13 @@ impl QueueTask {
                         self.removed(&entry);
                     }
                 }
+                self.promote_waiting();
             }
             Command::Requeue { owner, positions } => {
                 for p in positions {
                     self.state.requeue(owner, p);
                 }
+                self.promote_waiting();
             }
             Command::Reject { owner, positions } => {
                 for p in positions {
@@ -462,6 +465,7 @@ impl QueueTask {
                         self.removed(&entry);
                     }
                 }
+                self.promote_waiting();
             }
             Command::OwnerClosed(owner) => {
                 self.waiting.retain(|(_, sink)| sink.owner != owner);
@@ -475,6 +479,7 @@ impl QueueTask {
                     self.remove_consumer(id);
                 }
                 self.state.owner_closed(owner);
+                self.promote_waiting();
             }
             Command::Wake => {}
             Command::Purge(reply) => {
@@ -640,12 +645,29 @@ impl QueueTask {
         if self.exclusive_consumer == Some(id) {
             self.exclusive_consumer = None;
         }
-        // Single active consumer: the longest-waiting consumer takes over.
-        if self.state.consumer_count() == 0 {
-            if let Some((spec, sink)) = self.waiting.pop_front() {
-                self.sinks.insert(spec.id, sink);
-                self.state.add_consumer(spec);
-            }
+        self.promote_waiting();
+    }
+
+    /// Single active consumer: whether a new consumer must wait. The turn stays taken after
+    /// the active consumer's cancel until what it was sent is settled, so that one consumer at
+    /// a time processes the queue, in order: the next one then starts at the head, with
+    /// whatever the cancelled one returned.
+    fn turn_taken(&self) -> bool {
+        self.state.consumer_count() > 0
+            || self.state.held_by_cancelled() > 0
+            || !self.waiting.is_empty()
+    }
+
+    /// Single active consumer: the longest-waiting consumer takes over once the turn is free
+    /// (no active consumer, nothing a cancelled one was sent still unsettled). Cheap enough to
+    /// call after every settlement.
+    fn promote_waiting(&mut self) {
+        if self.state.consumer_count() > 0 || self.state.held_by_cancelled() > 0 {
+            return;
+        }
+        if let Some((spec, sink)) = self.waiting.pop_front() {
+            self.sinks.insert(spec.id, sink);
+            self.state.add_consumer(spec);
         }
     }
 
