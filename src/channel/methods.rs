@@ -487,18 +487,12 @@ async fn queue_declare(
     Ok(())
 }
 
-/// The `x-priority` consumer argument, any integer type.
+/// The `x-priority` consumer argument, any integer type (`l` or `L` included).
 fn priority(args: &FieldTable) -> i32 {
-    let value = match args.get("x-priority") {
-        Some(FieldValue::I8(n)) => i64::from(*n),
-        Some(FieldValue::U8(n)) => i64::from(*n),
-        Some(FieldValue::I16(n)) => i64::from(*n),
-        Some(FieldValue::U16(n)) => i64::from(*n),
-        Some(FieldValue::I32(n)) => i64::from(*n),
-        Some(FieldValue::U32(n)) => i64::from(*n),
-        Some(FieldValue::I64(n)) => *n,
-        _ => 0,
-    };
+    let value = args
+        .get("x-priority")
+        .and_then(FieldValue::integer)
+        .unwrap_or(0);
     value.clamp(i32::MIN.into(), i32::MAX.into()) as i32
 }
 
