@@ -120,3 +120,51 @@ fn client_frames_reencode_byte_for_byte() {
         .any(|f| matches!(f, Frame::Heartbeat { channel: 0 })));
     assert_eq!(reencoded(&frames), wire);
 }
+
+/// py-amqp 5.4 (under kombu and Celery) against RabbitMQ 3.10.8 (`*-session-py-amqp`): it writes
+/// every integer outside ±2³¹ as `L`, in queue arguments, consumer arguments and headers, and
+/// RabbitMQ hands the headers back unchanged. Both directions decode and re-encode byte for byte.
+#[test]
+fn py_amqp_upper_l_integers_decode_and_reencode_byte_for_byte() {
+    let (client_wire, client) = frames("client-session-py-amqp");
+    assert_eq!(reencoded(&client), client_wire);
+    let (server_wire, server) = frames("server-session-py-amqp");
+    assert_eq!(reencoded(&server), server_wire);
+
+    let declared = client.iter().find_map(|f| match f {
+        Frame::Method {
+            method: Method::QueueDeclare(d),
+            ..
+        } if d.queue.as_str() == "codec-pyamqp-big-L-args" => Some(d),
+        _ => None,
+    });
+    let arguments = &declared.unwrap().arguments;
+    assert_eq!(
+        arguments.get("x-message-ttl"),
+        Some(&FieldValue::I64L(1 << 31))
+    );
+    assert_eq!(
+        arguments.get("x-max-length-bytes"),
+        Some(&FieldValue::I64L(4 << 30))
+    );
+
+    let headers = |frames: &[Frame]| {
+        frames
+            .iter()
+            .find_map(|f| match f {
+                Frame::Header { header, .. } => header.properties.headers.clone(),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let sent = headers(&client);
+    assert_eq!(
+        sent.get("ts_ms"),
+        Some(&FieldValue::I64L(1_700_000_000_123))
+    );
+    assert_eq!(sent.get("neg"), Some(&FieldValue::I64L(-(1 << 40))));
+    // py-amqp's bound is ±(2³¹ - 1): -2³¹ is written as `L` too.
+    assert_eq!(sent.get("edge"), Some(&FieldValue::I64L(-(1 << 31))));
+    assert_eq!(sent.get("small"), Some(&FieldValue::I32(5)));
+    assert_eq!(headers(&server), sent);
+}

@@ -226,7 +226,9 @@ impl Deaths {
             "x-first-death-queue",
             "x-first-death-exchange",
         ];
+        // RabbitMQ re-encodes the table it parsed, so a client's `L` comes back as `l`.
         let mut entries: Vec<(ShortStr, FieldValue)> = headers
+            .into_rabbitmq_codes()
             .into_iter()
             .filter(|(key, _)| !summary_keys.contains(&key.as_str()))
             .collect();

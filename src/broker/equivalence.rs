@@ -42,7 +42,7 @@ pub fn args(
             (None, None) => true,
             (Some(c), Some(r)) => match (as_int(c), as_int(r)) {
                 (Some(a), Some(b)) => a == b,
-                _ => c == r,
+                _ => c.eq_as_parsed(r),
             },
             _ => false,
         };
@@ -61,16 +61,7 @@ fn fail(key: &str, resource: &str, requested: &str, current: &str) -> AmqpError 
 }
 
 fn as_int(v: &FieldValue) -> Option<i128> {
-    Some(match v {
-        FieldValue::I8(n) => (*n).into(),
-        FieldValue::U8(n) => (*n).into(),
-        FieldValue::I16(n) => (*n).into(),
-        FieldValue::U16(n) => (*n).into(),
-        FieldValue::I32(n) => (*n).into(),
-        FieldValue::U32(n) => (*n).into(),
-        FieldValue::I64(n) => (*n).into(),
-        _ => return None,
-    })
+    v.integer().map(i128::from)
 }
 
 /// RabbitMQ's `val/1`: "none" or "the value '10' of type 'long'".
@@ -86,7 +77,7 @@ fn describe(v: Option<&FieldValue>) -> String {
         FieldValue::U16(n) => n.to_string(),
         FieldValue::I32(n) => n.to_string(),
         FieldValue::U32(n) => n.to_string(),
-        FieldValue::I64(n) => n.to_string(),
+        FieldValue::I64(n) | FieldValue::I64L(n) => n.to_string(),
         FieldValue::F32(n) => n.to_string(),
         FieldValue::F64(n) => n.to_string(),
         FieldValue::LongStr(s) | FieldValue::ByteArray(s) => {

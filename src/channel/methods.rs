@@ -509,13 +509,14 @@ fn declare_reply_queue(
     Ok(())
 }
 
-/// The `x-priority` consumer argument: any of RabbitMQ's integer types (clamped to `i32`),
+/// The `x-priority` consumer argument: any of RabbitMQ's integer types (`l` or `L` included;
+/// clamped to `i32`),
 /// anything else RabbitMQ's 406 for the queue being consumed.
 fn priority(args: &FieldTable, queue: &str, vhost: &str) -> Result<i32, AmqpError> {
     let Some(value) = args.get("x-priority") else {
         return Ok(0);
     };
-    let Some(n) = queue_args::erl_term::integer(value) else {
+    let Some(n) = value.integer() else {
         return Err(precondition(format!(
             "invalid arg 'x-priority' for queue '{queue}' in vhost '{vhost}': \"expected integer, got {}\"",
             value.type_name()

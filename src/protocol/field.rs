@@ -183,8 +183,13 @@ impl fmt::Debug for ShortStr {
     }
 }
 
-/// A field-table or array value; variants follow RabbitMQ's type codes
-/// (`t b B s u I i l f d D S x A T F V`).
+/// A field-table or array value; variants follow the type codes RabbitMQ's parser reads
+/// (`t b B s u I i l L f d D S x A T F V`), each with the width and signedness it gives them.
+///
+/// Every variant encodes with the code it was decoded from, so a table passes through
+/// unchanged. Equality is structural: `I64(5)` and `I64L(5)` differ (their bytes do) although
+/// RabbitMQ reads both as the same `long`; compare through [`FieldValue::integer`] where the
+/// meaning is what counts.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldValue {
     Bool(bool),
@@ -194,10 +199,17 @@ pub enum FieldValue {
     U16(u16),
     I32(i32),
     U32(u32),
+    /// `l`: what RabbitMQ (and we) write for a 64-bit integer.
     I64(i64),
+    /// `L`: the spec's long-long-int, signed 64-bit as RabbitMQ reads it (py-amqp writes every
+    /// integer outside ±2³¹ so). Means the same as `I64`; kept apart only to keep the letter.
+    I64L(i64),
     F32(f32),
     F64(f64),
-    Decimal { scale: u8, value: u32 },
+    Decimal {
+        scale: u8,
+        value: u32,
+    },
     LongStr(LongStr),
     ByteArray(Bytes),
     Array(Vec<FieldValue>),
@@ -218,6 +230,7 @@ impl FieldValue {
             FieldValue::I32(_) => field_type::I32,
             FieldValue::U32(_) => field_type::U32,
             FieldValue::I64(_) => field_type::I64,
+            FieldValue::I64L(_) => field_type::I64L,
             FieldValue::F32(_) => field_type::F32,
             FieldValue::F64(_) => field_type::F64,
             FieldValue::Decimal { .. } => field_type::DECIMAL,
@@ -241,7 +254,7 @@ impl FieldValue {
             FieldValue::U16(v) => out.put_u16(*v),
             FieldValue::I32(v) => out.put_i32(*v),
             FieldValue::U32(v) => out.put_u32(*v),
-            FieldValue::I64(v) => out.put_i64(*v),
+            FieldValue::I64(v) | FieldValue::I64L(v) => out.put_i64(*v),
             FieldValue::F32(v) => out.put_f32(*v),
             FieldValue::F64(v) => out.put_f64(*v),
             FieldValue::Decimal { scale, value } => {
@@ -308,7 +321,7 @@ impl FieldValue {
             FieldValue::U16(_) => "unsignedshort",
             FieldValue::I32(_) => "signedint",
             FieldValue::U32(_) => "unsignedint",
-            FieldValue::I64(_) => "long",
+            FieldValue::I64(_) | FieldValue::I64L(_) => "long",
             FieldValue::F32(_) => "float",
             FieldValue::F64(_) => "double",
             FieldValue::Decimal { .. } => "decimal",
@@ -318,6 +331,64 @@ impl FieldValue {
             FieldValue::Timestamp(_) => "timestamp",
             FieldValue::Table(_) => "table",
             FieldValue::Void => "void",
+        }
+    }
+
+    /// The value of an integer-typed field, whatever its width: RabbitMQ's integer class
+    /// (`?INTEGER_ARG_TYPES`: byte, short, signedint, long and the unsigned byte, short and
+    /// int), which it accepts wherever it wants an integer argument. Timestamps, floats and
+    /// decimals are not integers here, as there.
+    pub fn integer(&self) -> Option<i64> {
+        match self {
+            FieldValue::I8(v) => Some(i64::from(*v)),
+            FieldValue::U8(v) => Some(i64::from(*v)),
+            FieldValue::I16(v) => Some(i64::from(*v)),
+            FieldValue::U16(v) => Some(i64::from(*v)),
+            FieldValue::I32(v) => Some(i64::from(*v)),
+            FieldValue::U32(v) => Some(i64::from(*v)),
+            FieldValue::I64(v) | FieldValue::I64L(v) => Some(*v),
+            FieldValue::Bool(_)
+            | FieldValue::F32(_)
+            | FieldValue::F64(_)
+            | FieldValue::Decimal { .. }
+            | FieldValue::LongStr(_)
+            | FieldValue::ByteArray(_)
+            | FieldValue::Array(_)
+            | FieldValue::Timestamp(_)
+            | FieldValue::Table(_)
+            | FieldValue::Void => None,
+        }
+    }
+
+    /// Equal as RabbitMQ's parser reads the two: `l` and `L` are both `long`, here and inside
+    /// arrays and tables. Anything else compares as `==` does.
+    pub fn eq_as_parsed(&self, other: &FieldValue) -> bool {
+        match (self, other) {
+            (
+                FieldValue::I64(a) | FieldValue::I64L(a),
+                FieldValue::I64(b) | FieldValue::I64L(b),
+            ) => a == b,
+            (FieldValue::Array(a), FieldValue::Array(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.eq_as_parsed(b))
+            }
+            (FieldValue::Table(a), FieldValue::Table(b)) => a.eq_as_parsed(b),
+            _ => self == other,
+        }
+    }
+
+    /// The value with the codes RabbitMQ writes when it re-encodes what it parsed (as it does
+    /// for the headers of a message it dead-letters): `L` comes back as `l`, at any depth.
+    pub fn into_rabbitmq_codes(self) -> FieldValue {
+        match self {
+            FieldValue::I64L(v) => FieldValue::I64(v),
+            FieldValue::Array(values) => FieldValue::Array(
+                values
+                    .into_iter()
+                    .map(FieldValue::into_rabbitmq_codes)
+                    .collect(),
+            ),
+            FieldValue::Table(table) => FieldValue::Table(table.into_rabbitmq_codes()),
+            other => other,
         }
     }
 }
@@ -363,6 +434,25 @@ impl FieldTable {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Same keys in the same order with values [`FieldValue::eq_as_parsed`].
+    pub fn eq_as_parsed(&self, other: &FieldTable) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .zip(other.iter())
+                .all(|((ka, va), (kb, vb))| ka == kb && va.eq_as_parsed(vb))
+    }
+
+    /// See [`FieldValue::into_rabbitmq_codes`].
+    pub fn into_rabbitmq_codes(self) -> FieldTable {
+        FieldTable(
+            self.0
+                .into_iter()
+                .map(|(key, value)| (key, value.into_rabbitmq_codes()))
+                .collect(),
+        )
     }
 
     /// Decodes a table written by [`FieldTable::encode`] that fills `src` exactly (how the
@@ -458,6 +548,7 @@ fn value_at<'a>(src: &Bytes, i: &'a [u8], depth: usize) -> WireResult<'a, FieldV
         field_type::I32 => be_i32(i).map(|(i, v)| (i, FieldValue::I32(v))),
         field_type::U32 => be_u32(i).map(|(i, v)| (i, FieldValue::U32(v))),
         field_type::I64 => be_i64(i).map(|(i, v)| (i, FieldValue::I64(v))),
+        field_type::I64L => be_i64(i).map(|(i, v)| (i, FieldValue::I64L(v))),
         field_type::F32 => be_f32(i).map(|(i, v)| (i, FieldValue::F32(v))),
         field_type::F64 => be_f64(i).map(|(i, v)| (i, FieldValue::F64(v))),
         field_type::DECIMAL => {
@@ -507,6 +598,7 @@ pub(crate) mod arbitrary {
             any::<i32>().prop_map(FieldValue::I32),
             any::<u32>().prop_map(FieldValue::U32),
             any::<i64>().prop_map(FieldValue::I64),
+            any::<i64>().prop_map(FieldValue::I64L),
             // NaN is never equal to itself, which would fail round-trip comparisons.
             any::<f32>()
                 .prop_filter("not NaN", |v| !v.is_nan())
@@ -581,6 +673,26 @@ mod tests {
         }
 
         #[test]
+        fn each_value_keeps_its_code(value in arbitrary::field_value()) {
+            let mut out = BytesMut::new();
+            value.encode(&mut out);
+            prop_assert_eq!(out[0], value.type_code());
+            let src = out.freeze();
+            let (rest, again) = value_at(&src, &src, 1).unwrap();
+            prop_assert!(rest.is_empty());
+            prop_assert_eq!(again.type_code(), value.type_code());
+        }
+
+        #[test]
+        fn l_and_upper_l_mean_the_same(v in any::<i64>()) {
+            let (l, upper) = (FieldValue::I64(v), FieldValue::I64L(v));
+            prop_assert!(l.eq_as_parsed(&upper) && upper.eq_as_parsed(&l));
+            prop_assert_eq!(upper.integer(), Some(v));
+            prop_assert_eq!(upper.type_name(), l.type_name());
+            prop_assert_eq!(upper.clone().into_rabbitmq_codes(), l);
+        }
+
+        #[test]
         fn truncated_table_is_an_error(table in arbitrary::table(), cut in 1usize..64) {
             let bytes = encoded(&table);
             let keep = bytes.len().saturating_sub(cut);
@@ -605,6 +717,9 @@ mod tests {
             ("u", FieldValue::U16(7)),
             ("I", FieldValue::I32(-1)),
             ("i", FieldValue::U32(1)),
+            ("L", FieldValue::I64L(-4)),
+            ("B", FieldValue::U8(200)),
+            ("b", FieldValue::I8(-8)),
         ]
         .into_iter()
         .collect();
@@ -618,6 +733,163 @@ mod tests {
             at += 2 + one.len();
         }
         assert_eq!(at, bytes.len());
+    }
+
+    /// Each code RabbitMQ's `rabbit_binary_parser` reads, as a client writes it, with the value
+    /// and type name RabbitMQ gives it.
+    fn every_rabbitmq_code() -> Vec<(&'static [u8], FieldValue, &'static str)> {
+        vec![
+            (b"t\x01", FieldValue::Bool(true), "bool"),
+            (b"b\xfb", FieldValue::I8(-5), "byte"),
+            (b"B\xfa", FieldValue::U8(250), "unsignedbyte"),
+            (b"s\xfe\xd4", FieldValue::I16(-300), "short"),
+            (b"u\xfd\xe8", FieldValue::U16(65000), "unsignedshort"),
+            (b"I\xff\xfe\xee\x90", FieldValue::I32(-70000), "signedint"),
+            (
+                b"i\xee\x6b\x28\x00",
+                FieldValue::U32(4_000_000_000),
+                "unsignedint",
+            ),
+            (
+                b"l\xff\xff\xff\x00\x00\x00\x00\x00",
+                FieldValue::I64(-(1 << 40)),
+                "long",
+            ),
+            // py-amqp's `pack('>q')` of a millisecond timestamp, and of 2^31 and 4 GiB.
+            (
+                b"L\x00\x00\x01\x8b\xcf\xe5\x68\x7b",
+                FieldValue::I64L(1_700_000_000_123),
+                "long",
+            ),
+            (
+                b"L\x00\x00\x00\x00\x80\x00\x00\x00",
+                FieldValue::I64L(1 << 31),
+                "long",
+            ),
+            (
+                b"L\x00\x00\x00\x01\x00\x00\x00\x00",
+                FieldValue::I64L(1 << 32),
+                "long",
+            ),
+            // Signed, as RabbitMQ reads it (`Value:64/signed`), not the Qpid unsigned reading.
+            (
+                b"L\xff\xff\xff\xff\x80\x00\x00\x00",
+                FieldValue::I64L(-(1 << 31)),
+                "long",
+            ),
+            (b"f\x3f\xc0\x00\x00", FieldValue::F32(1.5), "float"),
+            (
+                b"d\xc0\x02\x00\x00\x00\x00\x00\x00",
+                FieldValue::F64(-2.25),
+                "double",
+            ),
+            (
+                b"D\x02\x00\x00\x30\x39",
+                FieldValue::Decimal {
+                    scale: 2,
+                    value: 12345,
+                },
+                "decimal",
+            ),
+            (b"S\x00\x00\x00\x02ab", FieldValue::from("ab"), "longstr"),
+            (
+                b"x\x00\x00\x00\x02\x00\xff",
+                FieldValue::ByteArray(Bytes::from_static(b"\x00\xff")),
+                "binary",
+            ),
+            (
+                b"T\x00\x00\x00\x00\x65\x53\xf1\x00",
+                FieldValue::Timestamp(1_700_000_000),
+                "timestamp",
+            ),
+            (
+                b"A\x00\x00\x00\x0b\x4c\x00\x00\x00\x02\x00\x00\x00\x00\x42\x07",
+                FieldValue::Array(vec![FieldValue::I64L(1 << 33), FieldValue::U8(7)]),
+                "array",
+            ),
+            (
+                b"F\x00\x00\x00\x0b\x01n\x4c\x00\x00\x00\x00\x00\x00\x00\x09",
+                FieldValue::Table([("n", FieldValue::I64L(9))].into_iter().collect()),
+                "table",
+            ),
+            (b"V", FieldValue::Void, "void"),
+        ]
+    }
+
+    #[test]
+    fn every_rabbitmq_code_decodes_and_comes_back_unchanged() {
+        for (wire, value, name) in every_rabbitmq_code() {
+            let src = Bytes::from_static(wire);
+            let (rest, decoded) = value_at(&src, &src, 1).unwrap();
+            assert!(rest.is_empty(), "{value:?}: {} octets left", rest.len());
+            assert_eq!(decoded, value);
+            assert_eq!(decoded.type_name(), name, "{value:?}");
+            let mut out = BytesMut::new();
+            decoded.encode(&mut out);
+            assert_eq!(&out[..], wire, "{value:?} re-encoded differently");
+        }
+        // The same values as one table, in arrays too: the table's bytes come back as sent.
+        let mut body = Vec::new();
+        for (index, (wire, _, _)) in every_rabbitmq_code().into_iter().enumerate() {
+            let key = format!("k{index}");
+            body.push(u8::try_from(key.len()).unwrap());
+            body.extend_from_slice(key.as_bytes());
+            body.extend_from_slice(wire);
+        }
+        let mut wire = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
+        wire.extend_from_slice(&body);
+        let wire = Bytes::from(wire);
+        assert_eq!(encoded(&decoded(&wire).unwrap()), wire);
+    }
+
+    #[test]
+    fn integer_class_is_rabbitmqs() {
+        for (_, value, name) in every_rabbitmq_code() {
+            let integer = [
+                "byte",
+                "unsignedbyte",
+                "short",
+                "unsignedshort",
+                "signedint",
+                "unsignedint",
+                "long",
+            ]
+            .contains(&name);
+            assert_eq!(value.integer().is_some(), integer, "{value:?}");
+        }
+        assert_eq!(FieldValue::U32(u32::MAX).integer(), Some(4_294_967_295));
+        assert_eq!(FieldValue::I64L(i64::MIN).integer(), Some(i64::MIN));
+    }
+
+    #[test]
+    fn upper_l_becomes_l_at_any_depth_when_rabbitmq_rewrites() {
+        let inner: FieldTable = [("n", FieldValue::I64L(1))].into_iter().collect();
+        let table: FieldTable = [
+            (
+                "a",
+                FieldValue::Array(vec![FieldValue::I64L(2), FieldValue::Table(inner)]),
+            ),
+            ("b", FieldValue::I32(3)),
+        ]
+        .into_iter()
+        .collect();
+        let rewritten = table.clone().into_rabbitmq_codes();
+        let inner_l: FieldTable = [("n", FieldValue::I64(1))].into_iter().collect();
+        let expected: FieldTable = [
+            (
+                "a",
+                FieldValue::Array(vec![FieldValue::I64(2), FieldValue::Table(inner_l)]),
+            ),
+            ("b", FieldValue::I32(3)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(rewritten, expected);
+        assert!(table.eq_as_parsed(&expected) && table != expected);
+        // Other integer widths stay apart, as RabbitMQ's types do ({signedint,3} is not {long,3}).
+        assert!(!FieldValue::I32(3).eq_as_parsed(&FieldValue::I64(3)));
+        let shorter: FieldTable = [("a", FieldValue::Void)].into_iter().collect();
+        assert!(!table.eq_as_parsed(&shorter));
     }
 
     #[test]

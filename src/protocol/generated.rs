@@ -142,6 +142,7 @@ pub mod field_type {
     pub const I32: u8 = b'I';
     pub const U32: u8 = b'i';
     pub const I64: u8 = b'l';
+    pub const I64L: u8 = b'L';
     pub const F32: u8 = b'f';
     pub const F64: u8 = b'd';
     pub const DECIMAL: u8 = b'D';

@@ -91,14 +91,10 @@ enum Number {
 }
 
 fn as_number(value: &FieldValue) -> Option<Number> {
+    if let Some(v) = value.integer() {
+        return Some(Number::Int(v.into()));
+    }
     Some(match value {
-        FieldValue::I8(v) => Number::Int((*v).into()),
-        FieldValue::U8(v) => Number::Int((*v).into()),
-        FieldValue::I16(v) => Number::Int((*v).into()),
-        FieldValue::U16(v) => Number::Int((*v).into()),
-        FieldValue::I32(v) => Number::Int((*v).into()),
-        FieldValue::U32(v) => Number::Int((*v).into()),
-        FieldValue::I64(v) => Number::Int((*v).into()),
         FieldValue::Timestamp(v) => Number::Int((*v).into()),
         FieldValue::F32(v) => Number::Float((*v).into()),
         FieldValue::F64(v) => Number::Float(*v),
@@ -123,7 +119,7 @@ fn erlang_eq(pattern: &FieldValue, data: &FieldValue) -> bool {
             FieldValue::LongStr(a) | FieldValue::ByteArray(a),
             FieldValue::LongStr(b) | FieldValue::ByteArray(b),
         ) => a == b,
-        _ => pattern == data,
+        _ => pattern.eq_as_parsed(data),
     }
 }
 
@@ -291,6 +287,19 @@ mod tests {
         assert!(!selects(&one, Some(&table(&[("n", s("1"))]))));
         let bytes = table(&[("k", FieldValue::ByteArray(Bytes::from_static(b"v")))]);
         assert!(selects(&bytes, Some(&table(&[("k", s("v"))]))));
+    }
+
+    /// `L` is RabbitMQ's `long` like `l` (checked against 3.10.8 with a binding written as `L`).
+    #[test]
+    fn upper_l_compares_as_the_integer_it_is() {
+        let five = table(&[("n", FieldValue::I64L(5))]);
+        for data in [FieldValue::I32(5), FieldValue::I64(5), FieldValue::U8(5)] {
+            assert!(selects(&five, Some(&table(&[("n", data)]))));
+        }
+        assert!(!selects(&five, Some(&table(&[("n", FieldValue::I64L(6))]))));
+        let in_array = table(&[("a", FieldValue::Array(vec![FieldValue::I64L(1)]))]);
+        let as_l = table(&[("a", FieldValue::Array(vec![FieldValue::I64(1)]))]);
+        assert!(selects(&in_array, Some(&as_l)));
     }
 
     #[test]

@@ -175,16 +175,7 @@ fn float_text(value: f64) -> String {
 /// A field value's integer when its type is in RabbitMQ's integer class
 /// (`?INTEGER_ARG_TYPES`: byte, short, signedint, long and their unsigned forms).
 pub(crate) fn integer(value: &FieldValue) -> Option<i64> {
-    match value {
-        FieldValue::I8(v) => Some(i64::from(*v)),
-        FieldValue::U8(v) => Some(i64::from(*v)),
-        FieldValue::I16(v) => Some(i64::from(*v)),
-        FieldValue::U16(v) => Some(i64::from(*v)),
-        FieldValue::I32(v) => Some(i64::from(*v)),
-        FieldValue::U32(v) => Some(i64::from(*v)),
-        FieldValue::I64(v) => Some(*v),
-        _ => None,
-    }
+    value.integer()
 }
 
 /// The Erlang value RabbitMQ's parser makes of a field (the `Value` of `{Type, Value}`):

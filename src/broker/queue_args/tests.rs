@@ -61,6 +61,7 @@ fn message_ttl_rows() {
         V::I32(5),
         V::U32(5),
         V::I64(5),
+        V::I64L(5),
     ] {
         assert_eq!(accepted(vec![(t, value)]).message_ttl, Some(5));
     }
@@ -513,6 +514,36 @@ fn the_first_error_follows_rabbitmq_order() {
     }
 }
 
+/// What py-amqp (kombu, Celery) sends for integers past ±2³¹: `L`. RabbitMQ reads it as `long`.
+#[test]
+fn upper_l_arguments_are_integers() {
+    use FieldValue as V;
+    let parsed = accepted(vec![
+        ("x-message-ttl", V::I64L(1 << 31)),
+        ("x-max-length-bytes", V::I64L(4 << 30)),
+        ("x-expires", V::I64L(1 << 32)),
+    ]);
+    assert_eq!(parsed.message_ttl, Some(1 << 31));
+    assert_eq!(parsed.max_length_bytes, Some(4 << 30));
+    assert_eq!(
+        refused(vec![("x-max-length-bytes", V::I64L(-1))]),
+        format!("{P} 'x-max-length-bytes' for queue 'q' in vhost '/': {{value_negative,-1}}")
+    );
+    assert_eq!(
+        redeclare(
+            vec![("x-message-ttl", V::I64L(1 << 31))],
+            vec![("x-message-ttl", V::I64((1 << 31) + 1))]
+        ),
+        Err(format!(
+            "{I} 'x-message-ttl' for queue 'q' in vhost '/': received '2147483649' but current is '2147483648'"
+        ))
+    );
+    assert_eq!(
+        redeclare(vec![], vec![("x-max-length", V::I64L(1))]),
+        Err(format!("{I} 'x-max-length' for queue 'q' in vhost '/': received the value '1' of type 'long' but current is none"))
+    );
+}
+
 #[test]
 fn queue_names_and_vhosts_are_quoted_raw() {
     let error = QueueArgs::parse(
@@ -609,7 +640,13 @@ fn equivalence_texts() {
         Err(format!("{I} 'x-max-length' for queue 'q' in vhost '/': received none but current is the value '10' of type 'signedint'"))
     );
     // The same integer in another integer type is the same value.
-    for other in [V::I64(10), V::I8(10), V::U8(10), V::Timestamp(10)] {
+    for other in [
+        V::I64(10),
+        V::I64L(10),
+        V::I8(10),
+        V::U8(10),
+        V::Timestamp(10),
+    ] {
         assert_eq!(
             redeclare(vec![ten()], vec![("x-max-length", other)]),
             Ok(())
@@ -829,6 +866,7 @@ fn integer_value() -> impl Strategy<Value = FieldValue> {
         any::<i32>().prop_map(FieldValue::I32),
         any::<u32>().prop_map(FieldValue::U32),
         any::<i64>().prop_map(FieldValue::I64),
+        any::<i64>().prop_map(FieldValue::I64L),
     ]
 }
 
