@@ -331,7 +331,7 @@ impl Connection {
                 channel: 0,
                 method: Method::ConnectionUpdateSecret(update),
             } => {
-                let ok = self.update_secret(&update).map_err(End::Close)?;
+                let ok = self.update_secret(&update);
                 // After what the channels already owe, as RabbitMQ writes it.
                 self.pending.push(Out::Method(0, ok));
                 return self.flush().await;
