@@ -5,11 +5,13 @@ after their 8 s.
 
 Why it can fail: the worker holds a countdown task unacked until its ETA and raises its prefetch
 count by one for each (basic.qos prefetch 3, then 4) so the other slots stay usable. kombu picks
-the global flag of that basic.qos from the server properties: product "RabbitMQ" 3.3-3.x means
-global=true, a channel-wide limit that applies at once; any other product (or RabbitMQ < 3.3 or
->= 4.0) means global=false, a per-consumer limit for consumers started later, so the running
-consumer keeps its limit of 2, both slots held by the countdown tasks, and the quick tasks wait
-the whole countdown.
+the global flag of that basic.qos from the server properties: product "RabbitMQ" from version
+3.3 means global=true, a channel-wide limit that applies at once; any other product, or
+RabbitMQ < 3.3, means global=false, a per-consumer limit for consumers started later, so the
+running consumer keeps its limit of 2, both slots held by the countdown tasks, and the quick
+tasks wait the whole countdown. kombu 5.7.0 (pinned here) also sends global=false to RabbitMQ
+>= 4.0 (kombu #2481; kombu #2665 proposes to undo that), so it passes against RabbitMQ 3.3-3.13
+(checked on 3.10.8) and would fail against a RabbitMQ 4.x, or a broker advertising 4.x, too.
 
 Pool: prefork, Celery's default (what production workers run); the ETA and prefetch logic is
 in the worker's main process whatever the pool. Results: the tasks report to a results queue

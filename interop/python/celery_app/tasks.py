@@ -1,7 +1,7 @@
 """The Celery application (and its tasks) of the Celery interop scenarios (celery_*.py).
 
-The scenario process and the worker it starts (`celery -A celery_app.tasks worker`) import this
-module with the same environment, so they agree on the broker and the task queue:
+The scenario process and the worker it starts (`celery -A celery_app.tasks worker`) import
+this module with the same environment, so they agree on the broker and the task queue:
 
   CELERY_INTEROP_BROKER       broker URL
   CELERY_INTEROP_QUEUE        the task queue (and its exchange, and its routing key)
