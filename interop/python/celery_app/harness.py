@@ -136,6 +136,10 @@ class Scenario:
 
     def fail(self, message):
         self._stop_worker(show_log=True)
+        try:  # best effort: a failed run should not leave its queue behind either
+            self.delete_queue_and_exchange()
+        except Exception:  # noqa: BLE001 - the broker or the connection may be what failed
+            pass
         _common.fail(message)
 
     def check(self, condition, message):
