@@ -9,6 +9,11 @@
 - x-priority on basic.consume must be an integer (406 with RabbitMQ's text).
 - An exclusive consume on a single-active-consumer queue is 403 "in exclusive use".
 - CC/BCC array elements that are not strings are ignored, not refused.
+- channel_max bounds how many channels are open, not their numbers: with channel_max 3,
+  channels 1, 2 and 65535 open and a fourth is 530 "number of channels opened (3) has reached
+  the negotiated channel_max (3)".
+- connection.update-secret answers update-secret-ok (the user database never expires, so the
+  new secret is not checked) and the connection stays usable.
 
 Run against any broker; every expectation was first recorded from RabbitMQ 3.10.8."""
 
@@ -158,6 +163,31 @@ def cc_checks(conn, base):
     ch.queue_delete(q)
 
 
+def channel_count(url):
+    params = pika.URLParameters(url)
+    params.channel_max = 3
+    conn = pika.BlockingConnection(params)
+    opened = [conn.channel(n).channel_number for n in (1, 2, 65535)]
+    check(opened == [1, 2, 65535], f"opened channels {opened}")
+    try:
+        conn.channel(7)
+        fail("a fourth channel opened with channel_max 3")
+    except pika.exceptions.ConnectionClosedByBroker as exc:
+        got = (exc.reply_code, exc.reply_text)
+    want = (530, "NOT_ALLOWED - number of channels opened (3) has reached the negotiated channel_max (3)")
+    check(got == want, f"fourth channel: connection closed with {got}, expected {want}")
+    print(f"channel_max 3: channels 1, 2, 65535 open; the fourth: {got[0]} {got[1]}")
+
+
+def update_secret(url):
+    conn = connect(url, "update-secret connect")
+    for secret in (pika.URLParameters(url).credentials.password, "not-the-password"):
+        conn.update_secret(secret, "token refresh")
+    conn.channel().queue_declare("", exclusive=True)
+    print("update-secret: update-secret-ok, connection still usable")
+    conn.close()
+
+
 def main():
     start_watchdog(40)
     url = url_from_args()
@@ -173,6 +203,8 @@ def main():
     reply_queue(url, base)
     consume_checks(conn, base)
     cc_checks(conn, base)
+    channel_count(url)
+    update_secret(url)
     setup.queue_delete(q)
     setup.exchange_delete(x)
     conn.close()
