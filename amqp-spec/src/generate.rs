@@ -351,8 +351,6 @@ fn method_struct(out: &mut String, class: &Class, method: &Method) {
         out.push_str("}\n");
     }
 
-    let uses_source = visible.iter().any(|f| needs_source(f.ty));
-    let source = if uses_source { "src" } else { "_src" };
     let _ = writeln!(out, "\nimpl {name} {{");
     let _ = writeln!(out, "    pub const CLASS_ID: u16 = {};", class.id);
     let _ = writeln!(out, "    pub const METHOD_ID: u16 = {};", method.id);
@@ -361,6 +359,19 @@ fn method_struct(out: &mut String, class: &Class, method: &Method) {
         "    pub const NAME: &'static str = \"{}.{}\";",
         class.name, method.name
     );
+    decode_args(out, method, &visible);
+    encode_args(out, method);
+    out.push_str("}\n");
+    let _ = writeln!(
+        out,
+        "\nimpl From<{name}> for Method {{\n    fn from(method: {name}) -> Method {{\n        Method::{name}(method)\n    }}\n}}"
+    );
+}
+
+/// A method struct's `decode_args`: the fields in wire order, bits unpacked from their octets.
+fn decode_args(out: &mut String, method: &Method, visible: &[&Field]) {
+    let uses_source = visible.iter().any(|f| needs_source(f.ty));
+    let source = if uses_source { "src" } else { "_src" };
     let _ = writeln!(
         out,
         "\n    fn decode_args<'a>({source}: &Bytes, i: &'a [u8]) -> WireResult<'a, Self> {{"
@@ -412,7 +423,10 @@ fn method_struct(out: &mut String, class: &Class, method: &Method) {
         }
     }
     out.push_str("    }\n");
+}
 
+/// A method struct's `encode_args`: the fields in wire order, bits packed into their octets.
+fn encode_args(out: &mut String, method: &Method) {
     let target = if method.fields.is_empty() {
         "_out"
     } else {
@@ -457,11 +471,7 @@ fn method_struct(out: &mut String, class: &Class, method: &Method) {
             }
         }
     }
-    out.push_str("    }\n}\n");
-    let _ = writeln!(
-        out,
-        "\nimpl From<{name}> for Method {{\n    fn from(method: {name}) -> Method {{\n        Method::{name}(method)\n    }}\n}}"
-    );
+    out.push_str("    }\n");
 }
 
 fn all_methods(spec: &Spec) -> Vec<(&Class, &Method, String)> {
@@ -521,6 +531,7 @@ fn method_enum(out: &mut String, spec: &Spec) {
 
     out.push_str(
         "    /// Decodes a method frame payload, which starts at the class id. Every byte must be used.
+    #[allow(clippy::too_many_lines)] // generated: one match arm per method
     pub fn decode(payload: Bytes) -> Result<Method, MethodError> {
         let (class_id, method_id, args) = wire::method_ids(&payload)?;
         let decoded = match (class_id, method_id) {

@@ -196,37 +196,11 @@ impl Spec {
         match keyword {
             "constant" => {
                 need(3)?;
-                let value: u32 = number(line, args[1], "constant value")?;
-                let ty = match args[2] {
-                    "octet" if value <= u32::from(u8::MAX) => Primitive::Octet,
-                    "short" if value <= u32::from(u16::MAX) => Primitive::Short,
-                    "long" => Primitive::Long,
-                    other => {
-                        return err(
-                            line,
-                            format!("constant type `{other}` does not fit {value}"),
-                        )
-                    }
-                };
-                self.constants.push(Constant {
-                    name: args[0].to_string(),
-                    value,
-                    ty,
-                });
+                self.constants.push(parse_constant(line, args)?);
             }
             "reply" => {
                 need(3)?;
-                let class = match args[2] {
-                    "success" => ReplyClass::Success,
-                    "soft" => ReplyClass::Soft,
-                    "hard" => ReplyClass::Hard,
-                    other => return err(line, format!("unknown reply class `{other}`")),
-                };
-                self.replies.push(Reply {
-                    code: number(line, args[0], "reply code")?,
-                    name: args[1].to_string(),
-                    class,
-                });
+                self.replies.push(parse_reply(line, args)?);
             }
             "domain" => {
                 need(2)?;
@@ -269,19 +243,7 @@ impl Spec {
             }
             "field-type" => {
                 need(2)?;
-                let code = match args[0].as_bytes() {
-                    [code] if code.is_ascii_alphabetic() => *code,
-                    _ => {
-                        return err(
-                            line,
-                            format!("field type code `{}` is not one letter", args[0]),
-                        )
-                    }
-                };
-                self.field_types.push(FieldType {
-                    code,
-                    variant: args[1].to_string(),
-                });
+                self.field_types.push(parse_field_type(line, args)?);
             }
             "errata" => {
                 need(3)?;
@@ -402,6 +364,59 @@ impl Spec {
         }
         Ok(())
     }
+}
+
+/// `constant NAME VALUE TYPE`: the value must fit the type.
+fn parse_constant(line: usize, args: &[&str]) -> Result<Constant, SpecError> {
+    let value: u32 = number(line, args[1], "constant value")?;
+    let ty = match args[2] {
+        "octet" if value <= u32::from(u8::MAX) => Primitive::Octet,
+        "short" if value <= u32::from(u16::MAX) => Primitive::Short,
+        "long" => Primitive::Long,
+        other => {
+            return err(
+                line,
+                format!("constant type `{other}` does not fit {value}"),
+            )
+        }
+    };
+    Ok(Constant {
+        name: args[0].to_string(),
+        value,
+        ty,
+    })
+}
+
+/// `reply CODE NAME success|soft|hard`.
+fn parse_reply(line: usize, args: &[&str]) -> Result<Reply, SpecError> {
+    let class = match args[2] {
+        "success" => ReplyClass::Success,
+        "soft" => ReplyClass::Soft,
+        "hard" => ReplyClass::Hard,
+        other => return err(line, format!("unknown reply class `{other}`")),
+    };
+    Ok(Reply {
+        code: number(line, args[0], "reply code")?,
+        name: args[1].to_string(),
+        class,
+    })
+}
+
+/// `field-type CODE VARIANT`: the code is one ASCII letter.
+fn parse_field_type(line: usize, args: &[&str]) -> Result<FieldType, SpecError> {
+    let code = match args[0].as_bytes() {
+        [code] if code.is_ascii_alphabetic() => *code,
+        _ => {
+            return err(
+                line,
+                format!("field type code `{}` is not one letter", args[0]),
+            )
+        }
+    };
+    Ok(FieldType {
+        code,
+        variant: args[1].to_string(),
+    })
 }
 
 fn parse_method(line: usize, args: &[&str]) -> Result<Method, SpecError> {

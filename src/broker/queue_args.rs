@@ -226,6 +226,21 @@ pub struct QueueArgs {
     pub arguments: FieldTable,
 }
 
+/// `x-queue-type`: RabbitMQ resolves it before validating anything else.
+fn queue_type(value: Option<&FieldValue>) -> Result<QueueType, ArgProblem> {
+    match value {
+        None => Ok(QueueType::Classic),
+        Some(FieldValue::LongStr(value)) => match &value[..] {
+            b"classic" => Ok(QueueType::Classic),
+            b"quorum" => Ok(QueueType::Quorum),
+            other => Err(ArgProblem::UnsupportedQueueType(Bytes::copy_from_slice(
+                other,
+            ))),
+        },
+        Some(other) => Err(ArgProblem::UnacceptableType(other.type_name())),
+    }
+}
+
 impl QueueArgs {
     /// Validates a new queue's arguments in RabbitMQ's order (see the module doc).
     pub fn parse(queue: &QueueName, args: &FieldTable) -> Result<QueueArgs, QueueArgError> {
@@ -248,115 +263,17 @@ impl QueueArgs {
             }
         }
 
-        let queue_type = match args.get("x-queue-type") {
-            None => QueueType::Classic,
-            Some(FieldValue::LongStr(value)) => match &value[..] {
-                b"classic" => QueueType::Classic,
-                b"quorum" => QueueType::Quorum,
-                other => {
-                    return Err(invalid(
-                        "x-queue-type",
-                        ArgProblem::UnsupportedQueueType(Bytes::copy_from_slice(other)),
-                    ))
-                }
-            },
-            Some(other) => {
-                return Err(invalid(
-                    "x-queue-type",
-                    ArgProblem::UnacceptableType(other.type_name()),
-                ))
-            }
-        };
+        let queue_type =
+            queue_type(args.get("x-queue-type")).map_err(|p| invalid("x-queue-type", p))?;
 
         let mut parsed = QueueArgs {
             queue_type,
             arguments: args.clone(),
             ..QueueArgs::default()
         };
-        let get = |key: &str| args.get(key);
-        let check = |key: &str, result: Result<(), ArgProblem>| result.map_err(|p| invalid(key, p));
-
-        if let Some(v) = get("x-expires") {
-            check("x-expires", expires(v).map(|ms| parsed.expires = Some(ms)))?;
-        }
-        if let Some(v) = get("x-message-ttl") {
-            check(
-                "x-message-ttl",
-                expiry(v).map(|ms| parsed.message_ttl = Some(ms)),
-            )?;
-        }
-        if let Some(FieldValue::LongStr(name)) = get("x-dead-letter-exchange") {
-            parsed.dead_letter_exchange = Some(name.clone());
-        }
-        if let Some(v) = get("x-dead-letter-routing-key") {
-            let result = match v {
-                FieldValue::LongStr(key) if parsed.dead_letter_exchange.is_some() => {
-                    parsed.dead_letter_routing_key = Some(key.clone());
-                    Ok(())
-                }
-                FieldValue::LongStr(_) => Err(ArgProblem::RoutingKeyButNoDlx),
-                other => Err(ArgProblem::UnacceptableType(other.type_name())),
-            };
-            check("x-dead-letter-routing-key", result)?;
-        }
-        if let Some(v) = get("x-max-length") {
-            check(
-                "x-max-length",
-                non_negative(v).map(|n| parsed.max_length = Some(n)),
-            )?;
-        }
-        if let Some(v) = get("x-max-length-bytes") {
-            check(
-                "x-max-length-bytes",
-                non_negative(v).map(|n| parsed.max_length_bytes = Some(n)),
-            )?;
-        }
-        if let Some(v) = get("x-max-priority") {
-            check(
-                "x-max-priority",
-                max_priority(v).map(|n| parsed.max_priority = Some(n)),
-            )?;
-        }
-        if let Some(v) = get("x-overflow") {
-            check("x-overflow", overflow(v).map(|o| parsed.overflow = o))?;
-        }
-        if let Some(v) = get("x-queue-mode") {
-            check(
-                "x-queue-mode",
-                queue_mode(v).map(|m| parsed.queue_mode = Some(m)),
-            )?;
-        }
-        if let Some(v) = get("x-queue-version") {
-            check(
-                "x-queue-version",
-                queue_version(v).map(|n| parsed.queue_version = Some(n)),
-            )?;
-        }
-        if let Some(v) = get("x-single-active-consumer") {
-            let result = match v {
-                FieldValue::Bool(on) => {
-                    parsed.single_active_consumer = *on;
-                    Ok(())
-                }
-                other => Err(ArgProblem::UnacceptableType(other.type_name())),
-            };
-            check("x-single-active-consumer", result)?;
-        }
-        // Warren's own validators: 3.10.8 does not look at these on a classic queue (and
-        // accepts anything for x-delivery-limit on a quorum queue); we use them, so a value we
-        // cannot act on is refused with RabbitMQ's generic integer texts.
-        if let Some(v) = get("x-delivery-limit") {
-            check(
-                "x-delivery-limit",
-                int(v).map(|n| parsed.delivery_limit = u64::try_from(n).ok()),
-            )?;
-        }
-        if let Some(v) = get("x-consumer-timeout") {
-            check(
-                "x-consumer-timeout",
-                non_negative(v).map(|n| parsed.consumer_timeout = Some(n)),
-            )?;
-        }
+        parsed
+            .validate(args)
+            .map_err(|(key, problem)| invalid(key, problem))?;
 
         let refused = match queue_type {
             QueueType::Classic => NOT_FOR_CLASSIC,
@@ -369,6 +286,97 @@ impl QueueArgs {
             }));
         }
         Ok(parsed)
+    }
+
+    /// Step 3 of the module doc: RabbitMQ's validators in its order, then Warren's own, each
+    /// filling its field; the first argument that fails, with its problem.
+    fn validate(&mut self, args: &FieldTable) -> Result<(), (&'static str, ArgProblem)> {
+        let get = |key: &str| args.get(key);
+        let check =
+            |key: &'static str, result: Result<(), ArgProblem>| result.map_err(|p| (key, p));
+
+        if let Some(v) = get("x-expires") {
+            check("x-expires", expires(v).map(|ms| self.expires = Some(ms)))?;
+        }
+        if let Some(v) = get("x-message-ttl") {
+            check(
+                "x-message-ttl",
+                expiry(v).map(|ms| self.message_ttl = Some(ms)),
+            )?;
+        }
+        if let Some(FieldValue::LongStr(name)) = get("x-dead-letter-exchange") {
+            self.dead_letter_exchange = Some(name.clone());
+        }
+        if let Some(v) = get("x-dead-letter-routing-key") {
+            let result = match v {
+                FieldValue::LongStr(key) if self.dead_letter_exchange.is_some() => {
+                    self.dead_letter_routing_key = Some(key.clone());
+                    Ok(())
+                }
+                FieldValue::LongStr(_) => Err(ArgProblem::RoutingKeyButNoDlx),
+                other => Err(ArgProblem::UnacceptableType(other.type_name())),
+            };
+            check("x-dead-letter-routing-key", result)?;
+        }
+        if let Some(v) = get("x-max-length") {
+            check(
+                "x-max-length",
+                non_negative(v).map(|n| self.max_length = Some(n)),
+            )?;
+        }
+        if let Some(v) = get("x-max-length-bytes") {
+            check(
+                "x-max-length-bytes",
+                non_negative(v).map(|n| self.max_length_bytes = Some(n)),
+            )?;
+        }
+        if let Some(v) = get("x-max-priority") {
+            check(
+                "x-max-priority",
+                max_priority(v).map(|n| self.max_priority = Some(n)),
+            )?;
+        }
+        if let Some(v) = get("x-overflow") {
+            check("x-overflow", overflow(v).map(|o| self.overflow = o))?;
+        }
+        if let Some(v) = get("x-queue-mode") {
+            check(
+                "x-queue-mode",
+                queue_mode(v).map(|m| self.queue_mode = Some(m)),
+            )?;
+        }
+        if let Some(v) = get("x-queue-version") {
+            check(
+                "x-queue-version",
+                queue_version(v).map(|n| self.queue_version = Some(n)),
+            )?;
+        }
+        if let Some(v) = get("x-single-active-consumer") {
+            let result = match v {
+                FieldValue::Bool(on) => {
+                    self.single_active_consumer = *on;
+                    Ok(())
+                }
+                other => Err(ArgProblem::UnacceptableType(other.type_name())),
+            };
+            check("x-single-active-consumer", result)?;
+        }
+        // Warren's own validators: 3.10.8 does not look at these on a classic queue (and
+        // accepts anything for x-delivery-limit on a quorum queue); we use them, so a value we
+        // cannot act on is refused with RabbitMQ's generic integer texts.
+        if let Some(v) = get("x-delivery-limit") {
+            check(
+                "x-delivery-limit",
+                int(v).map(|n| self.delivery_limit = u64::try_from(n).ok()),
+            )?;
+        }
+        if let Some(v) = get("x-consumer-timeout") {
+            check(
+                "x-consumer-timeout",
+                non_negative(v).map(|n| self.consumer_timeout = Some(n)),
+            )?;
+        }
+        Ok(())
     }
 
     /// The declare flags a queue type refuses: RabbitMQ's quorum queues cannot be auto-delete,

@@ -3,9 +3,14 @@
 //! broker-wide effects go through the vhost registry and queue mailboxes.
 
 mod assembler;
+mod basic;
+mod confirm;
+mod exchange;
 mod methods;
+mod queue;
 mod session;
 mod state;
+mod tx;
 
 use crate::store::CommitTicket;
 use std::collections::HashMap;
@@ -14,7 +19,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub use methods::REPLY_TO;
+pub use basic::REPLY_TO;
 pub use session::{Out, Session};
 pub use state::Channel;
 

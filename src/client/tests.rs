@@ -361,7 +361,7 @@ async fn server_channel_close_fails_the_request() {
 }
 
 #[tokio::test]
-async fn deliveries_are_assembled_and_confirms_counted() {
+async fn deliveries_are_assembled() {
     let (conn, mut server, _) = connected(4096, 0).await;
     let (channel, id) = tokio::join!(conn.open_channel(), server.open_channel());
     let channel = channel.unwrap();
@@ -426,6 +426,13 @@ async fn deliveries_are_assembled_and_confirms_counted() {
         (_, Method::BasicAck(ack)) => assert_eq!((ack.delivery_tag, ack.multiple), (7, false)),
         other => panic!("expected basic.ack, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn confirms_are_counted() {
+    let (conn, mut server, _) = connected(4096, 0).await;
+    let (channel, id) = tokio::join!(conn.open_channel(), server.open_channel());
+    let channel = channel.unwrap();
 
     let (selected, _) = tokio::join!(channel.confirm_select(), async {
         let (_, method) = server.read_method().await;

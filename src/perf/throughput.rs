@@ -92,11 +92,6 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
     if args.producers == 0 && args.consumers == 0 {
         return Err(PerfError::Args("no producers and no consumers".into()));
     }
-    let options = |name: String| ConnectionOptions {
-        url: url.clone(),
-        connection_name: Some(name),
-        ..ConnectionOptions::default()
-    };
     let routing_key = args.routing_key.clone().unwrap_or_else(|| {
         format!(
             "perf-test-{}-{}",
@@ -107,7 +102,7 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
         )
     });
     let queues = args.queue_names();
-    declare_topology(&args, &queues, options("perf-test-setup".into())).await?;
+    declare_topology(&args, &queues, options(&url, "perf-test-setup".into())).await?;
 
     let stats = Arc::new(Stats {
         sent: AtomicU64::new(0),
@@ -116,73 +111,18 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
         epoch: std::time::Instant::now(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
+    let run = Run {
+        args: &args,
+        url: &url,
+        queues: &queues,
+        routing_key: &routing_key,
+        stats: &stats,
+        stop: &stop_rx,
+    };
 
     // Consumers first, so that no message is published before its queue has a consumer.
-    let mut consumers = Vec::new();
-    let mut histograms = Vec::new();
-    for j in 0..args.consumers {
-        let conn = Connection::connect_with(options(format!("perf-test-consumer-{j}")))
-            .await
-            .map_err(client(format!("consumer {j}: connecting")))?;
-        let histogram = Arc::new(Mutex::new(Histogram::new()));
-        let consumer = start_consumer(&args, j, &queues, &routing_key, &conn).await?;
-        histograms.push(Arc::clone(&histogram));
-        consumers.push(ConsumerTask {
-            conn,
-            task: spawn_stopping_on_error(
-                Arc::clone(&stats),
-                consume(
-                    consumer,
-                    Arc::clone(&stats),
-                    histogram,
-                    args.clone(),
-                    stop_rx.clone(),
-                ),
-            ),
-        });
-    }
-    let mut producers = Vec::new();
-    let mut producer_channels = Vec::new();
-    let mut confirm_histograms = Vec::new();
-    for i in 0..args.producers {
-        let conn = Connection::connect_with(options(format!("perf-test-producer-{i}")))
-            .await
-            .map_err(client(format!("producer {i}: connecting")))?;
-        let channel = conn
-            .open_channel()
-            .await
-            .map_err(client(format!("producer {i}: opening a channel")))?;
-        if args.confirm > 0 {
-            channel
-                .confirm_select()
-                .await
-                .map_err(client(format!("producer {i}: confirm.select")))?;
-        }
-        let key = if queues.is_empty() {
-            &routing_key
-        } else {
-            &queues[i as usize % queues.len()]
-        };
-        let target = PublishTarget::with_flags(&args.exchange, key, args.mandatory())
-            .map_err(client("routing key"))?;
-        producer_channels.push(channel.clone());
-        let confirm_histogram = Arc::new(Mutex::new(Histogram::new()));
-        confirm_histograms.push(Arc::clone(&confirm_histogram));
-        producers.push(ProducerTask {
-            conn,
-            task: spawn_stopping_on_error(
-                Arc::clone(&stats),
-                produce(
-                    channel,
-                    target,
-                    Arc::clone(&stats),
-                    args.clone(),
-                    confirm_histogram,
-                    stop_rx.clone(),
-                ),
-            ),
-        });
-    }
+    let consumers = run.start_consumers().await?;
+    let producers = run.start_producers().await?;
 
     let ctrl_c = {
         let stats = Arc::clone(&stats);
@@ -195,10 +135,10 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
     let outcome = monitor(
         &args,
         &stats,
-        &producers,
-        &producer_channels,
-        &histograms,
-        &confirm_histograms,
+        &producers.tasks,
+        &producers.channels,
+        &consumers.histograms,
+        &producers.confirm_histograms,
         &queues,
     )
     .await;
@@ -206,6 +146,134 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
 
     stats.stop.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
+    finish_all(producers.tasks, consumers.tasks).await?;
+    let summary = summarize(&args, &url, outcome);
+    print_summary(&summary);
+    Ok(summary)
+}
+
+fn options(url: &AmqpUrl, name: String) -> ConnectionOptions {
+    ConnectionOptions {
+        url: url.clone(),
+        connection_name: Some(name),
+        ..ConnectionOptions::default()
+    }
+}
+
+/// What the producers and consumers of a run are started with.
+struct Run<'a> {
+    args: &'a ThroughputArgs,
+    url: &'a AmqpUrl,
+    queues: &'a [String],
+    routing_key: &'a str,
+    stats: &'a Arc<Stats>,
+    stop: &'a watch::Receiver<bool>,
+}
+
+/// The consumers of a run and the latency histograms they record into.
+struct Consumers {
+    tasks: Vec<ConsumerTask>,
+    histograms: Vec<Arc<Mutex<Histogram>>>,
+}
+
+/// The producers of a run, their channels (for the confirm and return counts) and the
+/// confirm latency histograms they record into.
+struct Producers {
+    tasks: Vec<ProducerTask>,
+    channels: Vec<Channel>,
+    confirm_histograms: Vec<Arc<Mutex<Histogram>>>,
+}
+
+impl Run<'_> {
+    async fn start_consumers(&self) -> Result<Consumers, PerfError> {
+        let (args, stats) = (self.args, self.stats);
+        let mut consumers = Consumers {
+            tasks: Vec::new(),
+            histograms: Vec::new(),
+        };
+        for j in 0..args.consumers {
+            let conn =
+                Connection::connect_with(options(self.url, format!("perf-test-consumer-{j}")))
+                    .await
+                    .map_err(client(format!("consumer {j}: connecting")))?;
+            let histogram = Arc::new(Mutex::new(Histogram::new()));
+            let consumer = start_consumer(args, j, self.queues, self.routing_key, &conn).await?;
+            consumers.histograms.push(Arc::clone(&histogram));
+            consumers.tasks.push(ConsumerTask {
+                conn,
+                task: spawn_stopping_on_error(
+                    Arc::clone(stats),
+                    consume(
+                        consumer,
+                        Arc::clone(stats),
+                        histogram,
+                        args.clone(),
+                        self.stop.clone(),
+                    ),
+                ),
+            });
+        }
+        Ok(consumers)
+    }
+
+    async fn start_producers(&self) -> Result<Producers, PerfError> {
+        let (args, stats, queues) = (self.args, self.stats, self.queues);
+        let mut producers = Producers {
+            tasks: Vec::new(),
+            channels: Vec::new(),
+            confirm_histograms: Vec::new(),
+        };
+        for i in 0..args.producers {
+            let conn =
+                Connection::connect_with(options(self.url, format!("perf-test-producer-{i}")))
+                    .await
+                    .map_err(client(format!("producer {i}: connecting")))?;
+            let channel = conn
+                .open_channel()
+                .await
+                .map_err(client(format!("producer {i}: opening a channel")))?;
+            if args.confirm > 0 {
+                channel
+                    .confirm_select()
+                    .await
+                    .map_err(client(format!("producer {i}: confirm.select")))?;
+            }
+            let key = if queues.is_empty() {
+                self.routing_key
+            } else {
+                &queues[i as usize % queues.len()]
+            };
+            let target = PublishTarget::with_flags(&args.exchange, key, args.mandatory())
+                .map_err(client("routing key"))?;
+            producers.channels.push(channel.clone());
+            let confirm_histogram = Arc::new(Mutex::new(Histogram::new()));
+            producers
+                .confirm_histograms
+                .push(Arc::clone(&confirm_histogram));
+            producers.tasks.push(ProducerTask {
+                conn,
+                task: spawn_stopping_on_error(
+                    Arc::clone(stats),
+                    produce(
+                        channel,
+                        target,
+                        Arc::clone(stats),
+                        args.clone(),
+                        confirm_histogram,
+                        self.stop.clone(),
+                    ),
+                ),
+            });
+        }
+        Ok(producers)
+    }
+}
+
+/// Waits for every task (producers first) and closes its connection; the first error wins.
+async fn finish_all(
+    producers: Vec<ProducerTask>,
+    consumers: Vec<ConsumerTask>,
+) -> Result<(), PerfError> {
     let mut failure = None;
     for task in producers.into_iter().map(|p| (p.conn, p.task)) {
         if let Some(error) = finish(task).await {
@@ -217,15 +285,19 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
             failure.get_or_insert(error);
         }
     }
-    if let Some(error) = failure {
-        return Err(error);
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(()),
     }
+}
+
+fn summarize(args: &ThroughputArgs, url: &AmqpUrl, outcome: Outcome) -> Summary {
     let (confirmed, nacked) = outcome.confirms;
     let sent = outcome.sent;
     let received = outcome.received;
     let duration = outcome.duration.as_secs_f64().max(1e-9);
-    let summary = Summary {
-        mode: Mode::from_args(&args),
+    Summary {
+        mode: Mode::from_args(args),
         broker: format!(
             "amqp://{}/{}",
             url.socket_addr(),
@@ -242,9 +314,7 @@ pub async fn run_throughput(args: ThroughputArgs) -> Result<Summary, PerfError> 
         confirmed_rate: confirmed as f64 / duration,
         latency: Latency::from_histogram(&outcome.latency),
         confirm_latency: Latency::from_histogram(&outcome.confirm_latency),
-    };
-    print_summary(&summary);
-    Ok(summary)
+    }
 }
 
 struct ProducerTask {

@@ -176,191 +176,213 @@ fn run(ops: Vec<Op>, max_priority: Option<u8>) {
         .collect();
 
     for op in ops {
-        match op {
-            Op::Publish(n) => {
-                for _ in 0..n {
-                    let position = queue.publish(message(model.published));
-                    assert_eq!(position, model.published);
-                    model.ready.insert(model.key(position));
-                    model.published += 1;
-                }
+        step(&mut queue, &mut model, &limits, op);
+        check(&queue, &model, &limits);
+    }
+}
+
+/// Applies one operation to the queue and the model, checking what the queue answers.
+fn step(
+    queue: &mut QueueState,
+    model: &mut Model,
+    limits: &HashMap<u64, Arc<ChannelLimit>>,
+    op: Op,
+) {
+    match op {
+        Op::Publish(n) => {
+            for _ in 0..n {
+                let position = queue.publish(message(model.published));
+                assert_eq!(position, model.published);
+                model.ready.insert(model.key(position));
+                model.published += 1;
             }
-            Op::Consume {
+        }
+        Op::Consume {
+            owner,
+            prefetch,
+            no_ack,
+            priority,
+        } => {
+            let id = model.next_consumer;
+            model.next_consumer += 1;
+            queue.add_consumer(ConsumerSpec {
+                id,
                 owner,
-                prefetch,
                 no_ack,
+                prefetch,
                 priority,
-            } => {
-                let id = model.next_consumer;
-                model.next_consumer += 1;
-                queue.add_consumer(ConsumerSpec {
-                    id,
+                channel_limit: limits.get(&owner).cloned(),
+                backlog: None,
+            });
+            model.consumers.insert(
+                id,
+                ModelConsumer {
                     owner,
-                    no_ack,
                     prefetch,
+                    no_ack,
                     priority,
-                    channel_limit: limits.get(&owner).cloned(),
-                    backlog: None,
-                });
-                model.consumers.insert(
-                    id,
-                    ModelConsumer {
+                },
+            );
+        }
+        Op::Cancel(pick) => cancel(queue, model, pick),
+        Op::Dispatch(max) => dispatch(queue, model, max),
+        Op::Ack(pick) => {
+            if let Some((position, u)) = model.nth_unacked(pick) {
+                assert!(queue.ack(u.owner, position).is_some());
+                model.settle(position);
+            }
+        }
+        Op::AckAsStranger(pick) => {
+            if let Some((position, u)) = model.nth_unacked(pick) {
+                assert!(
+                    queue.ack(u.owner + 10, position).is_none(),
+                    "only the owner settles"
+                );
+            }
+        }
+        Op::Nack { pick, requeue } => {
+            if let Some((position, u)) = model.nth_unacked(pick) {
+                if requeue {
+                    assert!(queue.requeue(u.owner, position));
+                    model.ready.insert(model.key(position));
+                } else {
+                    assert!(queue.ack(u.owner, position).is_some());
+                }
+                model.settle(position);
+            }
+        }
+        Op::Get { owner, no_ack } => get(queue, model, owner, no_ack),
+        Op::Purge => {
+            assert_eq!(queue.purge(), model.ready.len());
+            model.ready.clear();
+        }
+        Op::CloseOwner(owner) => {
+            queue.owner_closed(owner);
+            model.consumers.retain(|_, c| c.owner != owner);
+            let held: Vec<Position> = model
+                .unacked
+                .iter()
+                .filter(|(_, u)| u.owner == owner)
+                .map(|(p, _)| *p)
+                .collect();
+            for position in held {
+                model.settle(position);
+                model.ready.insert(model.key(position));
+            }
+        }
+    }
+}
+
+fn cancel(queue: &mut QueueState, model: &mut Model, pick: usize) {
+    if model.consumers.is_empty() {
+        return;
+    }
+    let id = *model
+        .consumers
+        .keys()
+        .nth(pick % model.consumers.len())
+        .unwrap();
+    assert!(queue.cancel_consumer(id).is_some());
+    model.consumers.remove(&id);
+    for u in model.unacked.values_mut() {
+        if u.consumer == Some(id) {
+            u.consumer = None;
+            u.of_cancelled = true;
+        }
+    }
+}
+
+/// A dispatch hands out ready messages in priority order, to consumers with credit.
+fn dispatch(queue: &mut QueueState, model: &mut Model, max: usize) {
+    let mut out = Vec::new();
+    let count = queue.dispatch(max, &mut out);
+    assert_eq!(count, out.len());
+    assert!(count <= max);
+    for d in out {
+        let id = d.consumer.expect("a dispatch goes to a consumer");
+        let c = model.consumers[&id];
+        assert_eq!(
+            Some(d.position),
+            model.ready.first().map(|k| k.1),
+            "priority order, FIFO within a level, requeue in place"
+        );
+        assert!(model.has_credit(id), "consumer {id} had no credit");
+        for (other, oc) in &model.consumers {
+            if oc.priority > c.priority {
+                assert!(
+                    !model.has_credit(*other),
+                    "a higher priority consumer had credit"
+                );
+            }
+        }
+        assert_eq!(d.redelivered, model.handed_out.contains(&d.position));
+        assert_eq!(d.owner, c.owner);
+        assert_eq!(d.settled, c.no_ack);
+        model.ready.remove(&model.key(d.position));
+        model.handed_out.insert(d.position);
+        if !c.no_ack {
+            let took_channel_credit = channel_limit_of(c.owner).is_some();
+            model.unacked.insert(
+                d.position,
+                ModelUnacked {
+                    owner: c.owner,
+                    consumer: Some(id),
+                    took_channel_credit,
+                    of_cancelled: false,
+                },
+            );
+        }
+    }
+    if count < max {
+        let anyone = model.consumers.keys().any(|id| model.has_credit(*id));
+        assert!(model.ready.is_empty() || !anyone, "dispatch stopped early");
+    }
+}
+
+fn get(queue: &mut QueueState, model: &mut Model, owner: u64, no_ack: bool) {
+    let got = queue.get(owner, no_ack);
+    match model.ready.pop_first() {
+        None => assert!(got.is_none()),
+        Some((_, position)) => {
+            let (d, remaining) = got.expect("a ready message");
+            assert_eq!(d.position, position);
+            assert_eq!(remaining, model.ready.len());
+            assert_eq!(d.redelivered, model.handed_out.contains(&position));
+            assert!(d.consumer.is_none());
+            model.handed_out.insert(position);
+            if !no_ack {
+                model.unacked.insert(
+                    position,
+                    ModelUnacked {
                         owner,
-                        prefetch,
-                        no_ack,
-                        priority,
+                        consumer: None,
+                        took_channel_credit: false,
+                        of_cancelled: false,
                     },
                 );
             }
-            Op::Cancel(pick) => {
-                if model.consumers.is_empty() {
-                    continue;
-                }
-                let id = *model
-                    .consumers
-                    .keys()
-                    .nth(pick % model.consumers.len())
-                    .unwrap();
-                assert!(queue.cancel_consumer(id).is_some());
-                model.consumers.remove(&id);
-                for u in model.unacked.values_mut() {
-                    if u.consumer == Some(id) {
-                        u.consumer = None;
-                        u.of_cancelled = true;
-                    }
-                }
-            }
-            Op::Dispatch(max) => {
-                let mut out = Vec::new();
-                let count = queue.dispatch(max, &mut out);
-                assert_eq!(count, out.len());
-                assert!(count <= max);
-                for d in out {
-                    let id = d.consumer.expect("a dispatch goes to a consumer");
-                    let c = model.consumers[&id];
-                    assert_eq!(
-                        Some(d.position),
-                        model.ready.first().map(|k| k.1),
-                        "priority order, FIFO within a level, requeue in place"
-                    );
-                    assert!(model.has_credit(id), "consumer {id} had no credit");
-                    for (other, oc) in &model.consumers {
-                        if oc.priority > c.priority {
-                            assert!(
-                                !model.has_credit(*other),
-                                "a higher priority consumer had credit"
-                            );
-                        }
-                    }
-                    assert_eq!(d.redelivered, model.handed_out.contains(&d.position));
-                    assert_eq!(d.owner, c.owner);
-                    assert_eq!(d.settled, c.no_ack);
-                    model.ready.remove(&model.key(d.position));
-                    model.handed_out.insert(d.position);
-                    if !c.no_ack {
-                        let took_channel_credit = channel_limit_of(c.owner).is_some();
-                        model.unacked.insert(
-                            d.position,
-                            ModelUnacked {
-                                owner: c.owner,
-                                consumer: Some(id),
-                                took_channel_credit,
-                                of_cancelled: false,
-                            },
-                        );
-                    }
-                }
-                if count < max {
-                    let anyone = model.consumers.keys().any(|id| model.has_credit(*id));
-                    assert!(model.ready.is_empty() || !anyone, "dispatch stopped early");
-                }
-            }
-            Op::Ack(pick) => {
-                if let Some((position, u)) = model.nth_unacked(pick) {
-                    assert!(queue.ack(u.owner, position).is_some());
-                    model.settle(position);
-                }
-            }
-            Op::AckAsStranger(pick) => {
-                if let Some((position, u)) = model.nth_unacked(pick) {
-                    assert!(
-                        queue.ack(u.owner + 10, position).is_none(),
-                        "only the owner settles"
-                    );
-                }
-            }
-            Op::Nack { pick, requeue } => {
-                if let Some((position, u)) = model.nth_unacked(pick) {
-                    if requeue {
-                        assert!(queue.requeue(u.owner, position));
-                        model.ready.insert(model.key(position));
-                    } else {
-                        assert!(queue.ack(u.owner, position).is_some());
-                    }
-                    model.settle(position);
-                }
-            }
-            Op::Get { owner, no_ack } => {
-                let got = queue.get(owner, no_ack);
-                match model.ready.pop_first() {
-                    None => assert!(got.is_none()),
-                    Some((_, position)) => {
-                        let (d, remaining) = got.expect("a ready message");
-                        assert_eq!(d.position, position);
-                        assert_eq!(remaining, model.ready.len());
-                        assert_eq!(d.redelivered, model.handed_out.contains(&position));
-                        assert!(d.consumer.is_none());
-                        model.handed_out.insert(position);
-                        if !no_ack {
-                            model.unacked.insert(
-                                position,
-                                ModelUnacked {
-                                    owner,
-                                    consumer: None,
-                                    took_channel_credit: false,
-                                    of_cancelled: false,
-                                },
-                            );
-                        }
-                    }
-                }
-            }
-            Op::Purge => {
-                assert_eq!(queue.purge(), model.ready.len());
-                model.ready.clear();
-            }
-            Op::CloseOwner(owner) => {
-                queue.owner_closed(owner);
-                model.consumers.retain(|_, c| c.owner != owner);
-                let held: Vec<Position> = model
-                    .unacked
-                    .iter()
-                    .filter(|(_, u)| u.owner == owner)
-                    .map(|(p, _)| *p)
-                    .collect();
-                for position in held {
-                    model.settle(position);
-                    model.ready.insert(model.key(position));
-                }
-            }
         }
-        assert_eq!(queue.ready_count(), model.ready.len());
-        assert_eq!(queue.unacked_count(), model.unacked.len());
-        assert_eq!(queue.consumer_count(), model.consumers.len());
+    }
+}
+
+/// The invariants after every operation: counts, credit and bytes agree with the model.
+fn check(queue: &QueueState, model: &Model, limits: &HashMap<u64, Arc<ChannelLimit>>) {
+    assert_eq!(queue.ready_count(), model.ready.len());
+    assert_eq!(queue.unacked_count(), model.unacked.len());
+    assert_eq!(queue.consumer_count(), model.consumers.len());
+    assert_eq!(
+        queue.held_by_cancelled(),
+        model.unacked.values().filter(|u| u.of_cancelled).count(),
+        "deliveries of cancelled consumers still out"
+    );
+    let bytes: u64 = model.ready.iter().map(|(_, p)| p % 7).sum();
+    assert_eq!(queue.ready_bytes(), bytes);
+    for (owner, limit) in limits {
         assert_eq!(
-            queue.held_by_cancelled(),
-            model.unacked.values().filter(|u| u.of_cancelled).count(),
-            "deliveries of cancelled consumers still out"
+            limit.in_flight(),
+            model.channel_in_flight(*owner),
+            "channel {owner} credit"
         );
-        let bytes: u64 = model.ready.iter().map(|(_, p)| p % 7).sum();
-        assert_eq!(queue.ready_bytes(), bytes);
-        for (owner, limit) in &limits {
-            assert_eq!(
-                limit.in_flight(),
-                model.channel_in_flight(*owner),
-                "channel {owner} credit"
-            );
-        }
     }
 }
 

@@ -352,149 +352,28 @@ impl QueueTask {
 
     fn handle(&mut self, cmd: Command) -> Flow {
         match cmd {
-            Command::Publish(messages) => {
-                let taken = count64(messages.len());
-                let taken_bytes = messages.iter().map(|e| e.message.body_size()).sum();
-                let now = Instant::now();
-                for e in messages {
-                    let ttl = effective_ttl(self.args.message_ttl, e.message.ttl);
-                    let expires_at = ttl.map(|ms| now + Duration::from_millis(ms));
-                    if let Some(disk) = &mut self.disk {
-                        if disk.page_out(&self.state, &e, expires_at) {
-                            continue;
-                        }
-                    }
-                    self.state
-                        .publish_at(e.position, e.message, expires_at, e.stored);
-                }
-                // Mirror first, then release the admissions: publishers never see less.
-                if let Some(me) = self.me.upgrade() {
-                    if let Some(admission) = &me.admission {
-                        let (ready, bytes) = self.ready_total();
-                        admission.mirror(ready, bytes);
-                        admission.taken(taken, taken_bytes);
-                    }
-                }
-            }
+            Command::Publish(messages) => self.publish(messages),
             Command::Consume {
                 spec,
                 sink,
                 exclusive,
                 reply,
             } => {
-                // RabbitMQ never grants an exclusive consume on a single-active-consumer queue.
-                let busy = self.exclusive_consumer.is_some()
-                    || (exclusive
-                        && (self.args.single_active_consumer || self.consumer_total() > 0));
-                if busy {
-                    let _ = reply.send(Err(AmqpError::access_refused(format!(
-                        "queue '{}' in vhost '{}' in exclusive use",
-                        self.name,
-                        self.vhost()
-                    ))));
-                } else if self.args.single_active_consumer && self.turn_taken() {
-                    // Single active consumer: later consumers wait their turn, in order.
-                    self.waiting.push_back((spec, sink));
-                    self.had_consumer = true;
-                    self.last_used = Instant::now();
-                    let _ = reply.send(Ok(()));
-                } else {
-                    if exclusive {
-                        self.exclusive_consumer = Some(spec.id);
-                    }
-                    self.sinks.insert(spec.id, sink);
-                    self.state.add_consumer(spec);
-                    self.had_consumer = true;
-                    self.last_used = Instant::now();
-                    let _ = reply.send(Ok(()));
-                }
+                let _ = reply.send(self.consume(spec, sink, exclusive));
             }
-            Command::Cancel { id, reply } => {
-                self.remove_consumer(id);
-                // Gone before cancel-ok, as in RabbitMQ: a declare after it makes a new queue.
-                if self.auto_delete_due() {
-                    self.shut_down();
-                    let _ = reply.send(());
-                    return Flow::Stop;
-                }
-                let _ = reply.send(());
-            }
+            Command::Cancel { id, reply } => return self.cancel(id, reply),
             Command::Get {
                 owner,
                 no_ack,
                 reply,
-            } => {
-                self.last_used = Instant::now();
-                let got = self.state.get(owner, no_ack);
-                let tail = self.disk.as_ref().map_or(0, |d| d.tail().0);
-                let got = got.map(|(d, left)| {
-                    if let Some(disk) = &mut self.disk {
-                        if d.stored {
-                            disk.delivered(d.position);
-                        }
-                        if d.settled {
-                            disk.removed_at(d.position, d.stored);
-                        }
-                    }
-                    (
-                        d,
-                        left.saturating_add(usize::try_from(tail).unwrap_or(usize::MAX)),
-                    )
-                });
-                let _ = reply.send(got);
-                self.settle_expired();
-            }
-            Command::Ack { owner, positions } => {
-                for p in positions {
-                    if let Some(entry) = self.state.ack(owner, p) {
-                        self.removed(&entry);
-                    }
-                }
-                self.promote_waiting();
-            }
-            Command::Requeue { owner, positions } => {
-                for p in positions {
-                    self.state.requeue(owner, p);
-                }
-                self.promote_waiting();
-            }
-            Command::Reject { owner, positions } => {
-                for p in positions {
-                    if let Some(entry) = self.state.ack(owner, p) {
-                        self.dead_letter(&entry.message, DeathReason::Rejected);
-                        self.removed(&entry);
-                    }
-                }
-                self.promote_waiting();
-            }
-            Command::OwnerClosed(owner) => {
-                self.waiting.retain(|(_, sink)| sink.owner != owner);
-                let gone: Vec<ConsumerId> = self
-                    .sinks
-                    .iter()
-                    .filter(|(_, sink)| sink.owner == owner)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in gone {
-                    self.remove_consumer(id);
-                }
-                self.state.owner_closed(owner);
-                self.promote_waiting();
-            }
+            } => self.get(owner, no_ack, reply),
+            Command::Ack { owner, positions } => self.ack(owner, positions),
+            Command::Requeue { owner, positions } => self.requeue(owner, positions),
+            Command::Reject { owner, positions } => self.reject(owner, positions),
+            Command::OwnerClosed(owner) => self.owner_closed(owner),
             Command::Wake => {}
             Command::Purge(reply) => {
-                let entries = self.state.purge_entries();
-                let mut purged = entries.len();
-                if let Some(disk) = &mut self.disk {
-                    let tail = usize::try_from(disk.tail().0).unwrap_or(usize::MAX);
-                    purged = purged.saturating_add(tail);
-                    let end = self
-                        .me
-                        .upgrade()
-                        .map_or(0, |me| me.positions.load(Ordering::Relaxed));
-                    disk.purge(&entries, end);
-                }
-                let _ = reply.send(purged);
+                let _ = reply.send(self.purge());
             }
             // Asked by every declare of the existing queue, which renews its lease.
             Command::Stats(reply) => {
@@ -508,25 +387,185 @@ impl QueueTask {
                 if_unused,
                 if_empty,
                 reply,
-            } => {
-                let resource = format!("queue '{}' in vhost '{}'", self.name, self.vhost());
-                if if_unused && self.consumer_total() > 0 {
-                    let _ = reply.send(Err(AmqpError::new(
-                        ReplyCode::PRECONDITION_FAILED,
-                        format!("{resource} in use"),
-                    )));
-                } else if if_empty && self.ready_total().0 > 0 {
-                    let _ = reply.send(Err(AmqpError::new(
-                        ReplyCode::PRECONDITION_FAILED,
-                        format!("{resource} not empty"),
-                    )));
-                } else {
-                    let messages = count64to32(self.ready_total().0);
-                    self.shut_down();
-                    let _ = reply.send(Ok(messages));
-                    return Flow::Stop;
+            } => return self.delete(if_unused, if_empty, reply),
+        }
+        Flow::Continue
+    }
+
+    fn publish(&mut self, messages: Vec<Enqueued>) {
+        let taken = count64(messages.len());
+        let taken_bytes = messages.iter().map(|e| e.message.body_size()).sum();
+        let now = Instant::now();
+        for e in messages {
+            let ttl = effective_ttl(self.args.message_ttl, e.message.ttl);
+            let expires_at = ttl.map(|ms| now + Duration::from_millis(ms));
+            if let Some(disk) = &mut self.disk {
+                if disk.page_out(&self.state, &e, expires_at) {
+                    continue;
                 }
             }
+            self.state
+                .publish_at(e.position, e.message, expires_at, e.stored);
+        }
+        // Mirror first, then release the admissions: publishers never see less.
+        if let Some(me) = self.me.upgrade() {
+            if let Some(admission) = &me.admission {
+                let (ready, bytes) = self.ready_total();
+                admission.mirror(ready, bytes);
+                admission.taken(taken, taken_bytes);
+            }
+        }
+    }
+
+    fn consume(
+        &mut self,
+        spec: ConsumerSpec,
+        sink: Sink,
+        exclusive: bool,
+    ) -> Result<(), AmqpError> {
+        // RabbitMQ never grants an exclusive consume on a single-active-consumer queue.
+        let busy = self.exclusive_consumer.is_some()
+            || (exclusive && (self.args.single_active_consumer || self.consumer_total() > 0));
+        if busy {
+            return Err(AmqpError::access_refused(format!(
+                "queue '{}' in vhost '{}' in exclusive use",
+                self.name,
+                self.vhost()
+            )));
+        }
+        if self.args.single_active_consumer && self.turn_taken() {
+            // Single active consumer: later consumers wait their turn, in order.
+            self.waiting.push_back((spec, sink));
+        } else {
+            if exclusive {
+                self.exclusive_consumer = Some(spec.id);
+            }
+            self.sinks.insert(spec.id, sink);
+            self.state.add_consumer(spec);
+        }
+        self.had_consumer = true;
+        self.last_used = Instant::now();
+        Ok(())
+    }
+
+    fn cancel(&mut self, id: ConsumerId, reply: oneshot::Sender<()>) -> Flow {
+        self.remove_consumer(id);
+        // Gone before cancel-ok, as in RabbitMQ: a declare after it makes a new queue.
+        if self.auto_delete_due() {
+            self.shut_down();
+            let _ = reply.send(());
+            return Flow::Stop;
+        }
+        let _ = reply.send(());
+        Flow::Continue
+    }
+
+    fn get(
+        &mut self,
+        owner: OwnerId,
+        no_ack: bool,
+        reply: oneshot::Sender<Option<(Delivery, usize)>>,
+    ) {
+        self.last_used = Instant::now();
+        let got = self.state.get(owner, no_ack);
+        let tail = self.disk.as_ref().map_or(0, |d| d.tail().0);
+        let got = got.map(|(d, left)| {
+            if let Some(disk) = &mut self.disk {
+                if d.stored {
+                    disk.delivered(d.position);
+                }
+                if d.settled {
+                    disk.removed_at(d.position, d.stored);
+                }
+            }
+            (
+                d,
+                left.saturating_add(usize::try_from(tail).unwrap_or(usize::MAX)),
+            )
+        });
+        let _ = reply.send(got);
+        self.settle_expired();
+    }
+
+    fn ack(&mut self, owner: OwnerId, positions: Vec<Position>) {
+        for p in positions {
+            if let Some(entry) = self.state.ack(owner, p) {
+                self.removed(&entry);
+            }
+        }
+        self.promote_waiting();
+    }
+
+    fn requeue(&mut self, owner: OwnerId, positions: Vec<Position>) {
+        for p in positions {
+            self.state.requeue(owner, p);
+        }
+        self.promote_waiting();
+    }
+
+    fn reject(&mut self, owner: OwnerId, positions: Vec<Position>) {
+        for p in positions {
+            if let Some(entry) = self.state.ack(owner, p) {
+                self.dead_letter(&entry.message, DeathReason::Rejected);
+                self.removed(&entry);
+            }
+        }
+        self.promote_waiting();
+    }
+
+    fn owner_closed(&mut self, owner: OwnerId) {
+        self.waiting.retain(|(_, sink)| sink.owner != owner);
+        let gone: Vec<ConsumerId> = self
+            .sinks
+            .iter()
+            .filter(|(_, sink)| sink.owner == owner)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.remove_consumer(id);
+        }
+        self.state.owner_closed(owner);
+        self.promote_waiting();
+    }
+
+    /// Empties the queue, on disk too; returns how many messages it removed.
+    fn purge(&mut self) -> usize {
+        let entries = self.state.purge_entries();
+        let mut purged = entries.len();
+        if let Some(disk) = &mut self.disk {
+            let tail = usize::try_from(disk.tail().0).unwrap_or(usize::MAX);
+            purged = purged.saturating_add(tail);
+            let end = self
+                .me
+                .upgrade()
+                .map_or(0, |me| me.positions.load(Ordering::Relaxed));
+            disk.purge(&entries, end);
+        }
+        purged
+    }
+
+    fn delete(
+        &mut self,
+        if_unused: bool,
+        if_empty: bool,
+        reply: oneshot::Sender<Result<u32, AmqpError>>,
+    ) -> Flow {
+        let resource = format!("queue '{}' in vhost '{}'", self.name, self.vhost());
+        if if_unused && self.consumer_total() > 0 {
+            let _ = reply.send(Err(AmqpError::new(
+                ReplyCode::PRECONDITION_FAILED,
+                format!("{resource} in use"),
+            )));
+        } else if if_empty && self.ready_total().0 > 0 {
+            let _ = reply.send(Err(AmqpError::new(
+                ReplyCode::PRECONDITION_FAILED,
+                format!("{resource} not empty"),
+            )));
+        } else {
+            let messages = count64to32(self.ready_total().0);
+            self.shut_down();
+            let _ = reply.send(Ok(messages));
+            return Flow::Stop;
         }
         Flow::Continue
     }
