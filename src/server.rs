@@ -5,15 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::alarm::{self, Alarms, Limits};
 use crate::broker::persist::Persistence;
 use crate::broker::{recovery, Broker, BrokerError};
 use crate::config::{Config, ConfigError};
-use crate::net::{self, BindError, Context};
+use crate::net::{self, BindError, Context, Listener, Listening};
 use crate::store::{RocksOptions, RocksStore, StoreError};
 
 /// How long shutdown waits for the queue tasks to stop and the store to close.
@@ -48,9 +46,8 @@ impl Server {
             "store opened, definitions and messages recovered"
         );
         let server_properties = net::server_properties(&config).map_err(ServerError::Config)?;
-        let listeners = net::bind_all(config.listen.addrs()).map_err(ServerError::Bind)?;
-        let (local_addrs, listeners): (Vec<_>, Vec<_>) = listeners.into_iter().unzip();
-        for local_addr in &local_addrs {
+        let listener = Listener::bind(config.listen.addrs()).map_err(ServerError::Bind)?;
+        for local_addr in listener.local_addrs() {
             info!(%local_addr, version = env!("CARGO_PKG_VERSION"), "Warren listening for AMQP 0-9-1");
         }
         net::log_advertised(&server_properties);
@@ -64,25 +61,8 @@ impl Server {
             alarms: alarms.clone(),
             server_properties,
         });
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let (alive_tx, alive_rx) = mpsc::channel(1);
-        let listeners = listeners
-            .into_iter()
-            .map(|listener| {
-                let serve = net::serve(
-                    listener,
-                    Arc::clone(&ctx),
-                    shutdown_rx.clone(),
-                    alive_tx.clone(),
-                );
-                tokio::spawn(serve)
-            })
-            .collect();
         Ok(ServerHandle {
-            local_addrs,
-            shutdown: shutdown_tx,
-            alive: alive_rx,
-            listeners,
+            listening: listener.start(ctx),
             alarms,
             broker: handles.0,
             persistence: handles.1,
@@ -102,11 +82,8 @@ fn start_alarms(config: &Config) -> Alarms {
 /// A running server. Dropping it without `shutdown` also closes every connection with 320,
 /// but nobody waits for them.
 pub struct ServerHandle {
-    /// One per listener, in the order of `config.listen`; never empty.
-    local_addrs: Vec<SocketAddr>,
-    shutdown: watch::Sender<bool>,
-    alive: mpsc::Receiver<()>,
-    listeners: Vec<JoinHandle<()>>,
+    /// The listeners (one per address of `config.listen`, never none) and their connections.
+    listening: Listening,
     alarms: Alarms,
     broker: Weak<Broker>,
     /// Gone once every queue task has stopped and the store is closed (its lock released).
@@ -117,13 +94,13 @@ impl ServerHandle {
     /// The first listener's address (the only one unless `listen` names several). There is
     /// always one: `bind_all` fails rather than bind nothing.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addrs[0]
+        self.listening.local_addrs()[0]
     }
 
     /// Every listener's address, in the order of `config.listen` (an IPv6 address skipped on a
     /// host without IPv6 is missing).
     pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.local_addrs
+        self.listening.local_addrs()
     }
 
     /// The resource monitor: its thresholds can be changed while the server runs.
@@ -133,14 +110,9 @@ impl ServerHandle {
 
     /// Stops accepting, closes every connection with 320 CONNECTION_FORCED, and returns once
     /// each has finished its close handshake (or given up waiting for close-ok).
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         info!("shutting down");
-        let _ = self.shutdown.send(true);
-        for listener in &mut self.listeners {
-            let _ = listener.await;
-        }
-        // Every sender belongs to the listener or a connection; `None` means all are gone.
-        let _ = self.alive.recv().await;
+        self.listening.shutdown().await;
         // Queue tasks stop once nothing holds their queues; the last one to go closes the
         // store (finishing the commits already submitted), which releases the data dir.
         if let Some(broker) = self.broker.upgrade() {

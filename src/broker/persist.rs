@@ -27,8 +27,12 @@
 //! big-endian. The first byte of each value is a version ([`VERSION`]), so a later format can
 //! be told apart (the store's own format version guards the key layout).
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -110,6 +114,100 @@ impl Persistence {
 
     pub fn stats(&self) -> crate::store::GroupStats {
         self.committer.stats()
+    }
+
+    /// Submits a burst's publish writes, synced: the ticket resolves once they are on disk,
+    /// and only then may their confirms go out.
+    pub fn submit_publishes(&self, writes: PublishWrites) -> SyncedTicket {
+        SyncedTicket(self.submit(writes.0, Durability::Sync))
+    }
+
+    /// Submits publish writes nobody confirms (dead-lettered copies), without waiting for
+    /// the disk.
+    pub fn submit_publishes_unsynced(&self, writes: PublishWrites) {
+        drop(self.submit(writes.0, Durability::NoSync));
+    }
+}
+
+/// The store writes of a burst of publishes: a body per persistent message, an index entry
+/// per durable queue it went to. The channel gathers them while routing and hands them to
+/// [`Persistence::submit_publishes`] in one piece, without seeing the store's types.
+#[derive(Debug, Default)]
+pub struct PublishWrites(Batch);
+
+impl PublishWrites {
+    pub fn new() -> PublishWrites {
+        PublishWrites::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(in crate::broker) fn push(&mut self, op: Op) {
+        self.0.push(op);
+    }
+
+    #[cfg(test)]
+    pub(in crate::broker) fn into_batch(self) -> Batch {
+        self.0
+    }
+}
+
+/// Resolves once the publish writes it was returned for are synced, or failed.
+#[derive(Debug)]
+#[must_use = "the confirms it holds go out only once it resolves"]
+pub struct SyncedTicket(CommitTicket);
+
+impl Future for SyncedTicket {
+    type Output = Result<(), WriteFailed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map_err(WriteFailed)
+    }
+}
+
+/// Publish writes that did not reach the disk: their confirms must never be sent.
+#[derive(Debug)]
+pub struct WriteFailed(StoreError);
+
+impl fmt::Display for WriteFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for WriteFailed {}
+
+/// The syncs that output holding publisher confirms waits for: it may be written only once
+/// every ticket resolved, and not at all if one failed.
+#[derive(Debug, Default)]
+pub struct ConfirmGate(Vec<SyncedTicket>);
+
+impl ConfirmGate {
+    pub fn new() -> ConfirmGate {
+        ConfirmGate::default()
+    }
+
+    pub fn push(&mut self, ticket: SyncedTicket) {
+        self.0.push(ticket);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The tickets so far, leaving this gate open (empty).
+    pub fn take(&mut self) -> ConfirmGate {
+        std::mem::take(self)
+    }
+
+    /// Resolves once every ticket did, or at the first failure.
+    pub async fn wait(self) -> Result<(), WriteFailed> {
+        for ticket in self.0 {
+            ticket.await?;
+        }
+        Ok(())
     }
 }
 

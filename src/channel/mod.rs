@@ -12,7 +12,6 @@ mod session;
 mod state;
 mod tx;
 
-use crate::store::CommitTicket;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +22,7 @@ pub use basic::REPLY_TO;
 pub use session::{Out, Session};
 pub use state::Channel;
 
+use crate::broker::persist::ConfirmGate;
 use crate::broker::queue::{Command, Outgoing, OwnerId};
 use crate::error::{AmqpError, Scope};
 use crate::protocol::{
@@ -60,8 +60,8 @@ pub struct ChannelTable {
     channel_max: u16,
     channels: HashMap<u16, Channel>,
     session: Option<Session>,
-    /// Store commits of sent publishes whose confirms wait in the connection's output.
-    commits: Vec<CommitTicket>,
+    /// The syncs of sent publishes whose confirms wait in the connection's output.
+    commits: ConfirmGate,
 }
 
 impl ChannelTable {
@@ -70,7 +70,7 @@ impl ChannelTable {
             channel_max,
             channels: HashMap::new(),
             session: None,
-            commits: Vec::new(),
+            commits: ConfirmGate::new(),
         }
     }
 
@@ -133,9 +133,9 @@ impl ChannelTable {
         }
     }
 
-    /// The store commits the next write must wait for (it holds their confirms).
-    pub fn take_commits(&mut self) -> Vec<CommitTicket> {
-        std::mem::take(&mut self.commits)
+    /// The syncs the next write must wait for (it holds their confirms).
+    pub fn take_commits(&mut self) -> ConfirmGate {
+        self.commits.take()
     }
 
     /// Closes `channel` with a channel error.
@@ -390,7 +390,7 @@ impl ChannelTable {
     pub async fn close_all(&mut self) {
         // The commits' confirms are never sent: this connection is closing.
         self.send_held().await;
-        self.commits.clear();
+        drop(self.commits.take());
         let Some(session) = self.session.as_mut() else {
             return;
         };

@@ -10,13 +10,12 @@ use bytes::BytesMut;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::broker::message::Message;
-use crate::broker::persist::Persistence;
+use crate::broker::persist::{Persistence, PublishWrites, SyncedTicket};
 use crate::broker::queue::{Backlog, Command, ConnEvent, Enqueued, QueueRef};
 use crate::broker::registry::Registry;
 use crate::protocol::{
     encode_body, encode_header, encode_method, ContentHeader, Method, CLASS_BASIC,
 };
-use crate::store::{Batch, CommitTicket, Durability};
 
 /// The connection-wide part of channel state.
 ///
@@ -46,7 +45,7 @@ pub struct Session {
     held_count: usize,
     /// The store writes of the held publishes (persistent messages to durable queues),
     /// committed and synced before their confirms go out.
-    pub store_batch: Batch,
+    pub store_batch: PublishWrites,
 }
 
 /// Most deliveries queues may have on their way to one connection.
@@ -72,7 +71,7 @@ impl Session {
             consumer_timeout: crate::config::DEFAULT_CONSUMER_TIMEOUT,
             held: HashMap::new(),
             held_count: 0,
-            store_batch: Batch::new(),
+            store_batch: PublishWrites::new(),
         }
     }
 
@@ -99,11 +98,11 @@ impl Session {
     /// waiting for the disk; the returned ticket resolves once the writes are synced, and the
     /// connection writes the confirms only then. Submitting first keeps a queue's later
     /// removal of an entry behind its creation in the committer's order.
-    pub async fn send_held(&mut self) -> Option<CommitTicket> {
+    pub async fn send_held(&mut self) -> Option<SyncedTicket> {
         self.held_count = 0;
         let ticket = match &self.persistence {
             Some(p) if !self.store_batch.is_empty() => {
-                Some(p.submit(std::mem::take(&mut self.store_batch), Durability::Sync))
+                Some(p.submit_publishes(std::mem::take(&mut self.store_batch)))
             }
             _ => None,
         };

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
+use tokio::io::AsyncRead;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tracing::{debug, error, info, warn};
 
 use super::handshake::read_end;
 use super::reader::{ReadError, Reader};
+use super::transport::Transport;
 use super::writer::Writer;
 use super::Context;
 use crate::alarm::AlarmState;
@@ -42,12 +43,13 @@ pub(super) enum End {
     ClientClosed(String),
 }
 
-/// A client connection. `user` is set once a login is attempted, `vhost` once open-ok is
-/// sent; `channels` is replaced by the negotiated one at tune-ok.
-pub(super) struct Connection {
+/// A client connection, reading from `R` (the read half of its transport). `user` is set
+/// once a login is attempted, `vhost` once open-ok is sent; `channels` is replaced by the
+/// negotiated one at tune-ok.
+pub(super) struct Connection<R> {
     pub(super) peer: SocketAddr,
     pub(super) ctx: Arc<Context>,
-    pub(super) reader: Reader,
+    pub(super) reader: Reader<R>,
     pub(super) writer: Writer,
     pub(super) user: Option<String>,
     pub(super) vhost: Option<String>,
@@ -91,16 +93,16 @@ const EVENT_BATCH: usize = 64;
 /// (RabbitMQ checks about once a minute).
 const ACK_TIMEOUT_TICK: Duration = Duration::from_secs(1);
 
-/// Serves one client until either side closes or the broker shuts down.
-pub(super) async fn run(
-    stream: TcpStream,
+/// Serves one client until either side closes or the broker shuts down. `peer` is the
+/// client's address as the listener accepted it.
+pub(super) async fn run<T: Transport>(
+    stream: T,
     peer: SocketAddr,
     ctx: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     info!(%peer, "accepting AMQP connection");
-    let _ = stream.set_nodelay(true);
-    let (read_half, write_half) = stream.into_split();
+    let (read_half, write_half) = stream.split();
     let (writer, writer_task) = Writer::spawn(write_half);
     let handshake_timeout = ctx.config.handshake_timeout();
     let (events_tx, events) = mpsc::unbounded_channel();
@@ -176,7 +178,7 @@ pub fn missed_heartbeats_message(heartbeat: u16) -> String {
     format!("missed heartbeats from client, timeout: {heartbeat}s")
 }
 
-impl Connection {
+impl<R: AsyncRead + Unpin + Send> Connection<R> {
     pub(super) async fn send(&mut self, channel: u16, method: &Method) -> Result<(), End> {
         self.writer
             .send_method(channel, method)
@@ -558,5 +560,105 @@ mod tests {
             missed_heartbeats_message(60),
             "missed heartbeats from client, timeout: 60s"
         );
+    }
+
+    /// The client's end of an in-memory stream.
+    struct MemoryClient {
+        stream: tokio::io::DuplexStream,
+        decoder: crate::protocol::FrameDecoder,
+        buf: BytesMut,
+    }
+
+    impl MemoryClient {
+        /// Writes `bytes` and each of `methods`, then reads up to the next method and names it.
+        #[allow(clippy::unwrap_used)]
+        async fn send(&mut self, bytes: &[u8], methods: &[Method]) -> &'static str {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut out = BytesMut::from(bytes);
+            for method in methods {
+                crate::protocol::encode_method(0, method, &mut out);
+            }
+            self.stream.write_all(&out).await.unwrap();
+            loop {
+                if let Some(Frame::Method { method, .. }) =
+                    self.decoder.decode(&mut self.buf).unwrap()
+                {
+                    return method.name();
+                }
+                let read = self.stream.read_buf(&mut self.buf).await.unwrap();
+                assert_ne!(read, 0, "the server closed the stream");
+            }
+        }
+    }
+
+    /// The connection code knows no sockets: an in-memory stream is served as TCP is, from the
+    /// protocol header to the 320 of a shutdown.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn a_connection_is_served_over_any_transport() {
+        use crate::alarm::{Alarms, Limits};
+        use crate::broker::Broker;
+        use crate::config::Config;
+        use crate::protocol::{
+            ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, FieldTable, FrameDecoder,
+            PROTOCOL_HEADER,
+        };
+
+        let config = Config {
+            data_dir: std::env::temp_dir(),
+            ..Config::default()
+        };
+        let limits = Limits {
+            memory_high_watermark: config.vm_memory_high_watermark,
+            disk_free_limit: 0,
+        };
+        let ctx = Arc::new(Context {
+            broker: Arc::new(Broker::from_config(&config).unwrap()),
+            alarms: Alarms::start(&config.data_dir, limits, Duration::from_secs(60)),
+            server_properties: super::super::server_properties(&config).unwrap(),
+            config: Arc::new(config),
+        });
+        let (stream, server) = tokio::io::duplex(64 * 1024);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
+        let served = tokio::spawn(run(server, peer, ctx, shutdown_rx));
+        let mut client = MemoryClient {
+            stream,
+            decoder: FrameDecoder::new(131_072),
+            buf: BytesMut::new(),
+        };
+
+        assert_eq!(client.send(&PROTOCOL_HEADER, &[]).await, "connection.start");
+        let start_ok = Method::ConnectionStartOk(ConnectionStartOk {
+            client_properties: FieldTable::new(),
+            mechanism: "PLAIN".into(),
+            response: bytes::Bytes::from_static(b"\0guest\0guest"),
+            locale: "en_US".into(),
+        });
+        assert_eq!(client.send(&[], &[start_ok]).await, "connection.tune");
+        let tune_ok = Method::ConnectionTuneOk(ConnectionTuneOk {
+            channel_max: 16,
+            frame_max: 131_072,
+            heartbeat: 0,
+        });
+        let open = Method::ConnectionOpen(ConnectionOpen {
+            virtual_host: "/".into(),
+        });
+        assert_eq!(
+            client.send(&[], &[tune_ok, open]).await,
+            "connection.open-ok"
+        );
+
+        shutdown.send(true).unwrap();
+        assert_eq!(client.send(&[], &[]).await, "connection.close");
+        let close_ok = Method::ConnectionCloseOk(ConnectionCloseOk);
+        use tokio::io::AsyncWriteExt;
+        let mut out = BytesMut::new();
+        crate::protocol::encode_method(0, &close_ok, &mut out);
+        client.stream.write_all(&out).await.unwrap();
+        timeout(Duration::from_secs(5), served)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

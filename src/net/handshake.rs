@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use tokio::io::AsyncRead;
 use tracing::{info, warn};
 
 use super::connection::{Connection, End};
@@ -211,7 +212,7 @@ pub fn connection_name(client_properties: &FieldTable) -> Option<String> {
     }
 }
 
-impl Connection {
+impl<R: AsyncRead + Unpin + Send> Connection<R> {
     /// Runs the handshake up to open-ok. Before the login succeeds, failures close the socket
     /// without a close method after a delay (RabbitMQ does not trust the peer yet; a refused
     /// login is told with 403 only to clients with `authentication_failure_close`); after it,

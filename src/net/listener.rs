@@ -1,4 +1,5 @@
-//! Binds the listening sockets and accepts TCP connections, giving each its own task.
+//! The listener: binds the listening sockets, accepts TCP connections and gives each its own
+//! task over its transport, and stops them all at shutdown.
 
 use std::fmt;
 use std::io;
@@ -9,9 +10,11 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tracing::warn;
 
 use super::connection;
+use super::transport::Transport;
 use super::Context;
 
 /// Pending connections the kernel queues per listener (what tokio's `TcpListener::bind` uses).
@@ -36,7 +39,7 @@ impl std::error::Error for BindError {}
 /// chosen for port 0). Any failure stops the start, except that an IPv6 wildcard or
 /// loopback address on a host without IPv6 is skipped with a warning (RabbitMQ likewise listens
 /// on IPv4 only there), as long as some other address was bound.
-pub fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<(SocketAddr, TcpListener)>, BindError> {
+fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<(SocketAddr, TcpListener)>, BindError> {
     let mut listeners = Vec::with_capacity(addrs.len());
     let mut skipped = None;
     for &addr in addrs {
@@ -98,14 +101,106 @@ fn ipv6_unavailable(addr: SocketAddr, error: &io::Error) -> bool {
             && (ip.is_unspecified() || ip.is_loopback()))
 }
 
-/// Accepts until shutdown. Every connection task holds a clone of `alive`; the receiver sees
-/// the channel close once the listeners and every connection have finished.
-pub async fn serve(
-    listener: TcpListener,
+/// The broker's listening sockets, bound (binding fails before anything runs) and not yet
+/// accepting. [`Listener::start`] gives each its accept task.
+#[derive(Debug)]
+pub struct Listener {
+    sockets: Vec<(SocketAddr, TcpListener)>,
+}
+
+impl Listener {
+    /// Binds every address, as [`bind_all`] does.
+    pub fn bind(addrs: &[SocketAddr]) -> Result<Listener, BindError> {
+        Ok(Listener {
+            sockets: bind_all(addrs)?,
+        })
+    }
+
+    /// The bound addresses, in the order given (with the ports chosen for port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets.iter().map(|(addr, _)| *addr).collect()
+    }
+
+    /// Accepts on every socket, serving each client on its own task with `ctx`, until
+    /// [`Listening::shutdown`] (or its drop).
+    pub fn start(self, ctx: Arc<Context>) -> Listening {
+        let local_addrs = self.local_addrs();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (alive_tx, alive) = mpsc::channel(1);
+        let connections = Connections {
+            ctx,
+            shutdown: shutdown_rx,
+            alive: alive_tx,
+        };
+        let accepts = self
+            .sockets
+            .into_iter()
+            .map(|(_, socket)| tokio::spawn(accept_tcp(socket, connections.clone())))
+            .collect();
+        Listening {
+            local_addrs,
+            shutdown,
+            alive,
+            accepts,
+        }
+    }
+}
+
+/// Listeners accepting, and the connections they started. Dropping it also closes every
+/// connection with 320, but nobody waits for them.
+#[derive(Debug)]
+pub struct Listening {
+    local_addrs: Vec<SocketAddr>,
+    /// Set to `true` (or dropped) to stop the accept loops and close every connection.
+    shutdown: watch::Sender<bool>,
+    /// Sees the channel close once every accept loop and connection has finished (each holds
+    /// a sender).
+    alive: mpsc::Receiver<()>,
+    accepts: Vec<JoinHandle<()>>,
+}
+
+impl Listening {
+    /// Every listener's address, in the order they were bound.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Stops accepting, closes every connection with 320 CONNECTION_FORCED, and returns once
+    /// each has finished its close handshake (or given up waiting for close-ok).
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for accept in &mut self.accepts {
+            let _ = accept.await;
+        }
+        let _ = self.alive.recv().await;
+    }
+}
+
+/// What starts a connection's task, whatever its transport.
+#[derive(Debug, Clone)]
+struct Connections {
     ctx: Arc<Context>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
-) {
+}
+
+impl Connections {
+    /// Serves `stream`, accepted from `peer`, on a task of its own. A TLS listener hands its
+    /// stream here once the TLS handshake is done.
+    fn spawn<T: Transport>(&self, stream: T, peer: SocketAddr) {
+        let ctx = Arc::clone(&self.ctx);
+        let shutdown = self.shutdown.clone();
+        let alive = self.alive.clone();
+        tokio::spawn(async move {
+            connection::run(stream, peer, ctx, shutdown).await;
+            drop(alive);
+        });
+    }
+}
+
+/// Accepts plain TCP connections until shutdown.
+async fn accept_tcp(listener: TcpListener, connections: Connections) {
+    let mut shutdown = connections.shutdown.clone();
     loop {
         let accepted = tokio::select! {
             changed = shutdown.changed() => {
@@ -118,13 +213,9 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let ctx = Arc::clone(&ctx);
-                let shutdown = shutdown.clone();
-                let alive = alive.clone();
-                tokio::spawn(async move {
-                    connection::run(stream, peer, ctx, shutdown).await;
-                    drop(alive);
-                });
+                // Frames are batched by the writer already: Nagle would only delay them.
+                let _ = stream.set_nodelay(true);
+                connections.spawn(stream, peer);
             }
             Err(e) => {
                 // Usually EMFILE: back off instead of spinning.

@@ -1,11 +1,13 @@
-//! Sockets and tasks: the listener, one task per connection (handshake, heartbeats, channel
-//! table) and a writer task per connection that batches frames.
+//! Sockets and tasks: the listener, one task per connection over any [`Transport`]
+//! (handshake, heartbeats, channel table) and a writer task per connection that batches
+//! frames.
 
 mod connection;
 mod handshake;
 mod listener;
 mod reader;
 pub mod sasl;
+mod transport;
 mod writer;
 
 use std::sync::Arc;
@@ -14,7 +16,8 @@ pub use connection::missed_heartbeats_message;
 pub use handshake::{
     log_advertised, negotiate, server_properties, Tuned, ADVERTISED_RABBITMQ_VERSION,
 };
-pub use listener::{bind_all, serve, BindError};
+pub use listener::{BindError, Listener, Listening};
+pub use transport::Transport;
 
 use crate::alarm::Alarms;
 use crate::broker::Broker;

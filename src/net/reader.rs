@@ -1,10 +1,9 @@
-//! The reading half of a connection: bytes from the socket, frames out.
+//! The reading half of a connection: bytes from the stream, frames out.
 
 use std::io;
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 use crate::protocol::{
@@ -25,17 +24,17 @@ pub enum ReadError {
 ///
 /// Invariant: `buf` holds at most one frame's worth beyond what was decoded, because the
 /// decoder rejects a frame whose declared size exceeds frame_max before buffering it.
-pub struct Reader {
-    socket: OwnedReadHalf,
+pub struct Reader<R> {
+    socket: R,
     buf: BytesMut,
     decoder: FrameDecoder,
     last_read: Instant,
 }
 
-impl Reader {
+impl<R: AsyncRead + Unpin> Reader<R> {
     /// Before tune-ok the frame limit is `FRAME_MIN_SIZE` (4096), as in RabbitMQ 3.x
     /// (RabbitMQ 4.1 allows 8192 before authentication).
-    pub fn new(socket: OwnedReadHalf) -> Reader {
+    pub fn new(socket: R) -> Reader<R> {
         Reader {
             socket,
             buf: BytesMut::with_capacity(FRAME_MIN_SIZE as usize),

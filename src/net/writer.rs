@@ -3,14 +3,13 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
 
+use crate::broker::persist::ConfirmGate;
 use crate::protocol::{encode_heartbeat, encode_method, Method};
-use crate::store::CommitTicket;
 
 /// Frames queued but not yet written; a full queue makes the connection wait, which stops it
 /// reading and lets TCP push back on the client.
@@ -20,9 +19,9 @@ const BATCH_BYTES: usize = 128 * 1024;
 
 enum Out {
     Bytes(Bytes),
-    /// Bytes to write only once these store commits are done (they hold publisher confirms
-    /// for persistent messages). Everything queued after them waits too, so order is kept.
-    Gated(Vec<CommitTicket>, Bytes),
+    /// Bytes to write only once the gate's syncs are done (they hold publisher confirms for
+    /// persistent messages). Everything queued after them waits too, so order is kept.
+    Gated(ConfirmGate, Bytes),
     /// Start sending heartbeats at this interval (from tune-ok).
     Heartbeat(Duration),
 }
@@ -38,7 +37,10 @@ pub struct Writer {
 pub struct WriterGone;
 
 impl Writer {
-    pub fn spawn(socket: OwnedWriteHalf) -> (Writer, JoinHandle<()>) {
+    pub fn spawn<W>(socket: W) -> (Writer, JoinHandle<()>)
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let task = tokio::spawn(run(socket, rx));
         (Writer { tx }, task)
@@ -51,13 +53,9 @@ impl Writer {
             .map_err(|_| WriterGone)
     }
 
-    /// Writes `bytes` once every commit in `gate` is done. A failed commit ends the writer
-    /// (and so the connection) without writing them: no confirm for a message not on disk.
-    pub async fn send_gated(
-        &self,
-        gate: Vec<CommitTicket>,
-        bytes: Bytes,
-    ) -> Result<(), WriterGone> {
+    /// Writes `bytes` once every sync in `gate` is done. A failed one ends the writer (and so
+    /// the connection) without writing them: no confirm for a message not on disk.
+    pub async fn send_gated(&self, gate: ConfirmGate, bytes: Bytes) -> Result<(), WriterGone> {
         let out = if gate.is_empty() {
             Out::Bytes(bytes)
         } else {
@@ -82,7 +80,7 @@ impl Writer {
     }
 }
 
-async fn run(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>) {
+async fn run<W: AsyncWrite + Unpin>(mut socket: W, mut rx: mpsc::Receiver<Out>) {
     let mut buf = BytesMut::new();
     let mut tick: Option<(Duration, Instant)> = None;
     let mut wrote_since_tick = false;
@@ -119,12 +117,10 @@ async fn run(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Out>) {
                     }
                     buf.clear();
                 }
-                for ticket in gate {
-                    if let Err(e) = ticket.await {
-                        tracing::error!(error = %e, "store commit failed; closing the connection without its confirms");
-                        let _ = socket.shutdown().await;
-                        return;
-                    }
+                if let Err(e) = gate.wait().await {
+                    tracing::error!(error = %e, "store commit failed; closing the connection without its confirms");
+                    let _ = socket.shutdown().await;
+                    return;
                 }
                 buf.extend_from_slice(&bytes);
             } else {

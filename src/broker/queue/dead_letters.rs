@@ -11,10 +11,10 @@ use super::paging::enqueue_for;
 use super::task::Command;
 use crate::broker::dead_letter::{dead_letter, DeadLetterTarget, Death, DeathReason};
 use crate::broker::message::Message;
+use crate::broker::persist::PublishWrites;
 use crate::broker::queue_args::QueueArgs;
 use crate::broker::registry::Registry;
 use crate::protocol::{FieldValue, ShortStr};
-use crate::store::{Batch, Durability};
 
 /// Dead-letters `message`, which left the queue `queue` for `reason`. Without a dead-letter
 /// exchange, or when that exchange does not exist, the message is dropped silently (RabbitMQ).
@@ -91,7 +91,7 @@ pub fn dead_letter_message(
     // The copy is stored like a publish (unsynced: the source's removal is committed after
     // it, so a crash loses neither or only the removal, which redelivers).
     let persistence = registry.persistence();
-    let mut batch = Batch::new();
+    let mut writes = PublishWrites::new();
     let mut id = None;
     let mut sends = Vec::with_capacity(queues.len());
     for q in queues {
@@ -99,11 +99,11 @@ pub fn dead_letter_message(
         if !q.admit(copy.body_size()) {
             continue;
         }
-        let e = enqueue_for(persistence.map(|p| &**p), &q, &copy, &mut batch, &mut id);
+        let e = enqueue_for(persistence.map(|p| &**p), &q, &copy, &mut writes, &mut id);
         sends.push((q, e));
     }
-    if let (Some(p), false) = (persistence, batch.is_empty()) {
-        drop(p.submit(batch, Durability::NoSync));
+    if let (Some(p), false) = (persistence, writes.is_empty()) {
+        p.submit_publishes_unsynced(writes);
     }
     for (q, e) in sends {
         // Never wait on another queue's mailbox from a queue task (two queues dead-lettering

@@ -33,7 +33,7 @@ use crate::broker::dead_letter::effective_ttl;
 use crate::broker::message::Message;
 use crate::broker::persist::{
     self, decode_message, decode_page, encode_message, encode_page, DefinitionChanges, Meta,
-    Persistence,
+    Persistence, PublishWrites,
 };
 use crate::store::{
     Batch, DefinitionKind, Durability, MessageId, Op, QueueEntry, QueueId, Store, StoreError,
@@ -100,7 +100,7 @@ pub fn enqueue_for(
     persistence: Option<&Persistence>,
     q: &QueueShared,
     message: &Arc<Message>,
-    batch: &mut Batch,
+    writes: &mut PublishWrites,
     id: &mut Option<MessageId>,
 ) -> Enqueued {
     let position = q.take_position();
@@ -108,7 +108,7 @@ pub fn enqueue_for(
         Some(p) if q.persistent() && message.properties.delivery_mode == Some(2) => {
             let message_id = *id.get_or_insert_with(|| {
                 let new = p.next_message_id();
-                batch.push(Op::PutMessage {
+                writes.push(Op::PutMessage {
                     id: new,
                     body: encode_message(message),
                 });
@@ -125,7 +125,7 @@ pub fn enqueue_for(
                     .map_or(0, |max| message.properties.priority.unwrap_or(0).min(max)),
                 body_size: message.body_size(),
             };
-            batch.push(Op::Enqueue {
+            writes.push(Op::Enqueue {
                 queue: q.id,
                 position,
                 entry: QueueEntry {
@@ -553,12 +553,13 @@ mod tests {
             queue(4, false),
         ];
         let m = message(2);
-        let mut batch = Batch::new();
+        let mut writes = PublishWrites::new();
         let mut id = None;
         let sent: Vec<Enqueued> = queues
             .iter()
-            .map(|q| enqueue_for(Some(&p), q, &m, &mut batch, &mut id))
+            .map(|q| enqueue_for(Some(&p), q, &m, &mut writes, &mut id))
             .collect();
+        let batch = writes.into_batch();
         let puts = batch
             .ops()
             .iter()
@@ -580,7 +581,7 @@ mod tests {
 
         // Transient messages are never written by the publisher, nor is anything without a
         // store.
-        let mut batch = Batch::new();
+        let mut batch = PublishWrites::new();
         let mut id = None;
         let e = enqueue_for(Some(&p), &queues[0], &message(1), &mut batch, &mut id);
         assert!(!e.stored && batch.is_empty() && id.is_none());
