@@ -1,29 +1,37 @@
-//! Boot from the store: users, vhosts and permissions; then every vhost's durable exchanges,
+//! Boot from the store: users, vhosts and permissions (applied by
+//! [`Broker::with_persistence`] through the definitions service); then every vhost's durable exchanges,
 //! queues (with the counts of their stored messages) and bindings.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tracing::{info, warn};
 
+use super::definitions::{self, DefinitionChange};
 use super::persist::{
-    self, decode_vhost_key, BindingRecord, Dec, Enc, ExchangeRecord, Persistence, QueueRecord,
+    self, decode_vhost_key, BindingRecord, Dec, ExchangeRecord, Persistence, QueueRecord,
 };
 use super::queue::paging;
 use super::queue_args::{QueueArgs, QueueName};
 use super::registry::{QueueSpec, Registry};
-use super::{Broker, Permission, User, VHost};
+use super::{Broker, Permission};
 use crate::store::{Batch, Durability, Op, Store, StoreError};
 
-/// Users, vhosts and permissions as stored.
+/// Users, vhosts, permissions and topic permissions as stored, as the changes that bring them
+/// back (users first, then vhosts, then what names both).
 #[derive(Debug, Default)]
 pub struct StoredAccess {
-    pub users: Vec<User>,
-    pub vhosts: Vec<String>,
-    /// (vhost, user, permission)
-    pub permissions: Vec<(String, String, Permission)>,
+    pub changes: Vec<DefinitionChange>,
+    pub users: usize,
+    pub vhosts: usize,
+}
+
+impl StoredAccess {
+    /// RabbitMQ's `needs_default_data`: a store without users or without vhosts gets the
+    /// default user and vhost. Otherwise a deleted guest or `/` stays deleted.
+    pub fn needs_defaults(&self) -> bool {
+        self.users == 0 || self.vhosts == 0
+    }
 }
 
 pub fn load_access(store: &dyn Store) -> Result<StoredAccess, StoreError> {
@@ -41,11 +49,19 @@ pub fn load_access(store: &dyn Store) -> Result<StoredAccess, StoreError> {
             .filter(|t| !t.is_empty())
             .map(str::to_owned)
             .collect();
-        out.users.push(User::new(&name, &password, tags));
+        out.users += 1;
+        out.changes.push(DefinitionChange::PutUser {
+            name,
+            password,
+            tags,
+        });
     }
     for (key, _) in store.scan_definitions(persist::KIND_VHOST)? {
         match String::from_utf8(key.to_vec()) {
-            Ok(name) => out.vhosts.push(name),
+            Ok(name) => {
+                out.vhosts += 1;
+                out.changes.push(DefinitionChange::PutVhost { name });
+            }
             Err(_) => warn!("skipping a damaged vhost record"),
         }
     }
@@ -57,56 +73,23 @@ pub fn load_access(store: &dyn Store) -> Result<StoredAccess, StoreError> {
             warn!("skipping a damaged permission record");
             continue;
         };
-        out.permissions.push((
+        out.changes.push(DefinitionChange::SetPermission {
             vhost,
             user,
-            Permission {
+            permission: Permission {
                 configure,
                 write,
                 read,
             },
-        ));
-    }
-    Ok(out)
-}
-
-/// Saves every user, vhost and permission (synced): the next boot finds them even if the
-/// configuration no longer names them.
-pub fn save_access(
-    p: &Persistence,
-    users: &HashMap<String, User>,
-    vhosts: &HashMap<String, VHost>,
-) -> Result<(), StoreError> {
-    let mut batch = Batch::new();
-    for user in users.values() {
-        let mut e = Enc::new();
-        e.bytes(user.password().as_bytes())
-            .bytes(user.tags.join(",").as_bytes());
-        batch.push(Op::PutDefinition {
-            kind: persist::KIND_USER,
-            key: Bytes::copy_from_slice(user.name.as_bytes()),
-            value: e.finish(),
         });
     }
-    for vhost in vhosts.values() {
-        batch.push(Op::PutDefinition {
-            kind: persist::KIND_VHOST,
-            key: Bytes::copy_from_slice(vhost.name.as_bytes()),
-            value: Bytes::new(),
-        });
-        for (user, permission) in vhost.permissions() {
-            let mut e = Enc::new();
-            e.bytes(permission.configure.as_bytes())
-                .bytes(permission.write.as_bytes())
-                .bytes(permission.read.as_bytes());
-            batch.push(Op::PutDefinition {
-                kind: persist::KIND_PERMISSION,
-                key: persist::vhost_key(&vhost.name, user),
-                value: e.finish(),
-            });
+    for (key, value) in store.scan_definitions(persist::KIND_TOPIC_PERMISSION)? {
+        match definitions::decode_topic_permission(key, value) {
+            Some(change) => out.changes.push(change),
+            None => warn!("skipping a damaged topic permission record"),
         }
     }
-    p.store().commit(batch, Durability::Sync)
+    Ok(out)
 }
 
 /// What recovery brought back, for the log.
