@@ -349,14 +349,14 @@ impl Access {
                 }
             }
             C::PutVhost { name } => {
-                if !self.vhosts.contains_key(&name) {
-                    let registry = Registry::with_persistence(&name, persistence.cloned());
-                    let entry = VhostEntry {
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    self.vhosts.entry(name.clone())
+                {
+                    slot.insert(VhostEntry {
                         vhost: Arc::new(VHost::new(&name)),
-                        registry,
+                        registry: Registry::with_persistence(&name, persistence.cloned()),
                         revoked: signal(),
-                    };
-                    self.vhosts.insert(name, entry);
+                    });
                 }
             }
             C::DeleteVhost { name } => {
