@@ -202,12 +202,12 @@ impl Access {
             .ok_or_else(|| DefinitionError::NoSuchVhost(vhost.to_owned()))
     }
 
-    /// Validates `change` and gives the records it writes. `store` is read for a vhost
-    /// deletion (its exchanges, queues and bindings).
+    /// Validates `change` and gives the records it writes; a vhost deletion adds `stored`
+    /// (its exchanges, bindings and queues in the store, see [`scan_topology`]).
     pub fn plan(
         &self,
         change: &DefinitionChange,
-        store: Option<&dyn Store>,
+        stored: Option<StoredTopology>,
     ) -> Result<Plan, DefinitionError> {
         use DefinitionChange as C;
         let mut plan = Plan {
@@ -262,8 +262,11 @@ impl Access {
                         key: topic_key(name, user, &p.exchange),
                     });
                 }
-                if let Some(store) = store {
-                    plan.queues = stored_topology(store, name, &mut plan.batch)?;
+                if let Some(stored) = stored {
+                    for op in stored.deletions {
+                        plan.batch.push(op);
+                    }
+                    plan.queues = stored.queues;
                 }
             }
             C::SetPermission {
@@ -426,21 +429,34 @@ impl Removed {
     }
 }
 
-/// Adds the deletions of a deleted vhost's stored exchanges and bindings to `batch`, and gives
-/// the names of its stored queues.
-fn stored_topology(
-    store: &dyn Store,
-    vhost: &str,
-    batch: &mut Batch,
-) -> Result<Vec<String>, DefinitionError> {
+/// What a vhost holds in the store: the deletions of its exchanges' and bindings' records, and
+/// the names of its durable queues.
+#[derive(Debug, Default)]
+pub(super) struct StoredTopology {
+    deletions: Vec<Op>,
+    queues: Vec<String>,
+}
+
+/// Reads what vhost `vhost` holds in the store, on a blocking thread (store reads block).
+pub(super) async fn scan_topology(
+    store: Arc<dyn Store>,
+    vhost: String,
+) -> Result<StoredTopology, DefinitionError> {
+    tokio::task::spawn_blocking(move || stored_topology(store.as_ref(), &vhost))
+        .await
+        .map_err(|e| DefinitionError::Store(e.to_string()))?
+}
+
+fn stored_topology(store: &dyn Store, vhost: &str) -> Result<StoredTopology, DefinitionError> {
     let scan = |kind| {
         store
             .scan_definitions(kind)
             .map_err(|e| DefinitionError::Store(e.to_string()))
     };
+    let mut out = StoredTopology::default();
     for (key, _) in scan(persist::KIND_EXCHANGE)? {
         if decode_vhost_key(key.clone()).is_some_and(|(v, _)| v == vhost) {
-            batch.push(Op::DeleteDefinition {
+            out.deletions.push(Op::DeleteDefinition {
                 kind: persist::KIND_EXCHANGE,
                 key,
             });
@@ -448,21 +464,20 @@ fn stored_topology(
     }
     for (key, _) in scan(persist::KIND_BINDING)? {
         if BindingRecord::decode(key.clone()).is_some_and(|b| b.vhost == vhost) {
-            batch.push(Op::DeleteDefinition {
+            out.deletions.push(Op::DeleteDefinition {
                 kind: persist::KIND_BINDING,
                 key,
             });
         }
     }
-    let mut queues = Vec::new();
     for (key, _) in scan(persist::KIND_QUEUE)? {
         if let Some((v, name)) = decode_vhost_key(key) {
             if v == vhost {
-                queues.push(name);
+                out.queues.push(name);
             }
         }
     }
-    Ok(queues)
+    Ok(out)
 }
 
 fn delete(kind: crate::store::DefinitionKind, key: &[u8]) -> Op {
@@ -666,6 +681,15 @@ mod tests {
             assert_eq!(count(&store, persist::KIND_PERMISSION), 1);
             assert_eq!(count(&store, persist::KIND_TOPIC_PERMISSION), 0);
         }
+    }
+
+    /// The management API will run changes in spawned handlers: no lock guard may live across
+    /// an `.await` in `apply`.
+    #[test]
+    fn apply_is_send() {
+        fn send<T: Send>(_: &T) {}
+        let b = Broker::from_config(&Config::default()).unwrap();
+        send(&b.apply(put_user("app")));
     }
 
     #[tokio::test]

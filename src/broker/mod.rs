@@ -123,8 +123,13 @@ impl Broker {
     /// An error leaves the model and the store unchanged.
     pub async fn apply(&self, change: DefinitionChange) -> Result<Applied, DefinitionError> {
         let _serial = self.changing.lock().await;
-        let store = self.persistence.as_ref().map(|p| p.store().as_ref());
-        let plan = self.read().plan(&change, store)?;
+        let stored = match (&change, &self.persistence) {
+            (DefinitionChange::DeleteVhost { name }, Some(p)) if self.registry(name).is_some() => {
+                Some(definitions::scan_topology(Arc::clone(p.store()), name.clone()).await?)
+            }
+            _ => None,
+        };
+        let plan = self.read().plan(&change, stored)?;
         if let (Some(p), false) = (&self.persistence, plan.batch.is_empty()) {
             p.submit(plan.batch, Durability::Sync)
                 .await
