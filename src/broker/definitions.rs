@@ -248,27 +248,7 @@ impl Access {
                     });
                 }
             },
-            C::DeleteVhost { name } => {
-                let vhost = self.vhost(name)?;
-                plan.applied = Applied::Deleted;
-                plan.batch
-                    .push(delete(persist::KIND_VHOST, name.as_bytes()));
-                for user in vhost.permissions().map(|(u, _)| u) {
-                    forget_user_records(&mut plan.batch, vhost, user);
-                }
-                for (user, p) in vhost.topic_permissions() {
-                    plan.batch.push(Op::DeleteDefinition {
-                        kind: persist::KIND_TOPIC_PERMISSION,
-                        key: topic_key(name, user, &p.exchange),
-                    });
-                }
-                if let Some(stored) = stored {
-                    for op in stored.deletions {
-                        plan.batch.push(op);
-                    }
-                    plan.queues = stored.queues;
-                }
-            }
+            C::DeleteVhost { name } => self.plan_vhost_deletion(name, stored, &mut plan)?,
             C::SetPermission {
                 vhost,
                 user,
@@ -318,6 +298,36 @@ impl Access {
             }
         }
         Ok(plan)
+    }
+
+    /// A vhost deletion's records: the vhost's, its permissions' and topic permissions', and
+    /// its exchanges' and bindings' (`stored`); its durable queues are left to their tasks.
+    fn plan_vhost_deletion(
+        &self,
+        name: &str,
+        stored: Option<StoredTopology>,
+        plan: &mut Plan,
+    ) -> Result<(), DefinitionError> {
+        let vhost = self.vhost(name)?;
+        plan.applied = Applied::Deleted;
+        plan.batch
+            .push(delete(persist::KIND_VHOST, name.as_bytes()));
+        for user in vhost.permissions().map(|(u, _)| u) {
+            forget_user_records(&mut plan.batch, vhost, user);
+        }
+        for (user, p) in vhost.topic_permissions() {
+            plan.batch.push(Op::DeleteDefinition {
+                kind: persist::KIND_TOPIC_PERMISSION,
+                key: topic_key(name, user, &p.exchange),
+            });
+        }
+        if let Some(stored) = stored {
+            for op in stored.deletions {
+                plan.batch.push(op);
+            }
+            plan.queues = stored.queues;
+        }
+        Ok(())
     }
 
     /// Applies a change [`Access::plan`] accepted. A new vhost gets its registry here.
