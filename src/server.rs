@@ -108,6 +108,12 @@ impl ServerHandle {
         &self.alarms
     }
 
+    /// The broker, for run-time definition changes ([`Broker::apply`]); `None` once it is gone.
+    /// Drop it before [`ServerHandle::shutdown`]: it keeps the store open.
+    pub fn broker(&self) -> Option<Arc<Broker>> {
+        self.broker.upgrade()
+    }
+
     /// Stops accepting, closes every connection with 320 CONNECTION_FORCED, and returns once
     /// each has finished its close handshake (or given up waiting for close-ok).
     pub async fn shutdown(self) {

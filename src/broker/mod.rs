@@ -1,7 +1,9 @@
-//! The broker model: users, virtual hosts and permissions built from the configuration at
-//! boot; exchange routing and the queue state machine (wired to channels with messaging).
+//! The broker model: users, virtual hosts and permissions, changed through the definitions
+//! service at boot and at run time; exchange routing and the queue state machine (wired to
+//! channels with messaging).
 
 pub mod dead_letter;
+pub mod definitions;
 mod equivalence;
 pub mod exchange;
 pub mod message;
@@ -14,32 +16,48 @@ pub mod token;
 mod users;
 mod vhost;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+pub use definitions::{Applied, DefinitionChange, DefinitionError, Revocation};
 pub use users::{is_loopback, AuthError, User};
-pub use vhost::{Permission, VHost};
+pub use vhost::{Permission, TopicPermission, VHost};
 
+use definitions::Access;
 use registry::Registry;
 
 use crate::config::Config;
+use crate::store::Durability;
 
-/// The default virtual host, always present.
+/// The default virtual host, created in a store that has no vhost or no user.
 pub const DEFAULT_VHOST: &str = "/";
-/// The default user, always present (password `guest` unless the config replaces it).
+/// The default user (password `guest`), created with `/` and full permissions on it.
 pub const DEFAULT_USER: &str = "guest";
 
-/// Users and vhosts. Invariant: every permission names an existing user and vhost, and `/` and
-/// guest exist with guest holding `.*` permissions on `/` unless the config replaces them.
+/// Users and vhosts, each vhost with its registry of exchanges and queues.
+///
+/// The model sits behind a `std::sync::RwLock`: readers are the connection-open path (login,
+/// vhost open), a map lookup and a clone each, never across an `.await`; writers are
+/// [`Broker::apply`], serialised by `changing` so that validation, the store write and the
+/// update see one state. An `ArcSwap`-style snapshot would spare readers even that brief lock
+/// but needs a dependency and a full copy per change; changes are rare and reads are short.
 #[derive(Debug)]
 pub struct Broker {
-    users: HashMap<String, User>,
-    vhosts: HashMap<String, VHost>,
-    /// The exchanges and queues of each vhost, one entry per key of `vhosts`.
-    registries: HashMap<String, Arc<Registry>>,
+    access: RwLock<Access>,
+    /// Held across a change's store write (an `.await`), so it is tokio's.
+    changing: tokio::sync::Mutex<()>,
+    persistence: Option<Arc<persist::Persistence>>,
     loopback_users: Vec<String>,
+}
+
+/// What `connection.open` gets: the vhost as it is now, its registry, and the signal that
+/// tells the connection to close when the vhost or its user is deleted.
+#[derive(Debug)]
+pub struct OpenVhost {
+    pub vhost: Arc<VHost>,
+    pub registry: Arc<Registry>,
+    pub revoked: Revocation,
 }
 
 impl Broker {
@@ -49,7 +67,7 @@ impl Broker {
     }
 
     /// A broker over a store: users, vhosts and permissions saved by earlier runs come back,
-    /// the configuration's are added (and win), and the result is saved.
+    /// then the configuration's are applied (and win), each saved.
     /// [`recovery::recover`] then brings back exchanges, queues and bindings.
     pub fn with_persistence(
         config: &Config,
@@ -58,6 +76,9 @@ impl Broker {
         Broker::build(config, Some(persistence))
     }
 
+    /// Boot: the stored records (already durable, so applied to memory only; one that no
+    /// longer validates is skipped), RabbitMQ's defaults if the store needs them, then the
+    /// configuration, each through the same validation and record as a run-time change.
     fn build(
         config: &Config,
         persistence: Option<Arc<persist::Persistence>>,
@@ -67,72 +88,56 @@ impl Broker {
                 .map_err(|e| BrokerError::Store(e.to_string()))?,
             None => recovery::StoredAccess::default(),
         };
-        let mut users = HashMap::new();
-        users.insert(
-            DEFAULT_USER.to_owned(),
-            User::new(DEFAULT_USER, DEFAULT_USER, vec!["administrator".to_owned()]),
-        );
-        for user in stored.users {
-            users.insert(user.name.clone(), user);
-        }
-        for user in &config.users {
-            users.insert(
-                user.name.clone(),
-                User::new(&user.name, &user.password, user.tags.clone()),
-            );
-        }
-        let mut vhosts = HashMap::new();
-        let mut default_vhost = VHost::new(DEFAULT_VHOST);
-        default_vhost.set_permission(DEFAULT_USER, Permission::full());
-        vhosts.insert(DEFAULT_VHOST.to_owned(), default_vhost);
-        for name in stored.vhosts {
-            vhosts
-                .entry(name.clone())
-                .or_insert_with(|| VHost::new(&name));
-        }
-        for (vhost, user, permission) in stored.permissions {
-            if let (true, Some(v)) = (users.contains_key(&user), vhosts.get_mut(&vhost)) {
-                v.set_permission(&user, permission);
+        let mut access = Access::default();
+        let needs_defaults = stored.needs_defaults();
+        for change in stored.changes {
+            match access.plan(&change, None) {
+                Ok(_) => drop(access.commit(change, persistence.as_ref())),
+                Err(e) => tracing::warn!(error = %e, "skipping a stored definition"),
             }
         }
-        for vhost in &config.vhosts {
-            vhosts
-                .entry(vhost.name.clone())
-                .or_insert_with(|| VHost::new(&vhost.name));
+        let mut changes = Vec::new();
+        if needs_defaults {
+            changes.extend(default_changes(&access));
         }
-        for p in &config.permissions {
-            if !users.contains_key(&p.user) {
-                return Err(BrokerError::UnknownUser(p.user.clone()));
+        changes.extend(config_changes(config));
+        for change in changes {
+            let plan = access.plan(&change, None)?;
+            if let Some(p) = &persistence {
+                p.store()
+                    .commit(plan.batch, Durability::Sync)
+                    .map_err(|e| BrokerError::Store(e.to_string()))?;
             }
-            let vhost = vhosts
-                .get_mut(&p.vhost)
-                .ok_or_else(|| BrokerError::UnknownVhost(p.vhost.clone()))?;
-            vhost.set_permission(
-                &p.user,
-                Permission {
-                    configure: p.configure.clone(),
-                    write: p.write.clone(),
-                    read: p.read.clone(),
-                },
-            );
+            drop(access.commit(change, persistence.as_ref()));
         }
-        if let Some(p) = &persistence {
-            recovery::save_access(p, &users, &vhosts)
-                .map_err(|e| BrokerError::Store(e.to_string()))?;
-        }
-        let registries = vhosts
-            .keys()
-            .map(|name| {
-                let registry = Registry::with_persistence(name, persistence.clone());
-                (name.clone(), registry)
-            })
-            .collect();
         Ok(Broker {
-            users,
-            vhosts,
-            registries,
+            access: RwLock::new(access),
+            changing: tokio::sync::Mutex::new(()),
+            persistence,
             loopback_users: config.loopback_users.clone(),
         })
+    }
+
+    /// The definitions service: validates `change`, writes its record (synced), applies it,
+    /// then closes what it deleted (see [`Revocation`]) and, for a vhost, deletes its queues.
+    /// An error leaves the model and the store unchanged.
+    pub async fn apply(&self, change: DefinitionChange) -> Result<Applied, DefinitionError> {
+        let _serial = self.changing.lock().await;
+        let stored = match (&change, &self.persistence) {
+            (DefinitionChange::DeleteVhost { name }, Some(p)) if self.registry(name).is_some() => {
+                Some(definitions::scan_topology(Arc::clone(p.store()), name.clone()).await?)
+            }
+            _ => None,
+        };
+        let plan = self.read().plan(&change, stored)?;
+        if let (Some(p), false) = (&self.persistence, plan.batch.is_empty()) {
+            p.submit(plan.batch, Durability::Sync)
+                .await
+                .map_err(|e| DefinitionError::Store(e.to_string()))?;
+        }
+        let removed = self.write().commit(change, self.persistence.as_ref());
+        removed.finish(plan.queues).await;
+        Ok(plan.applied)
     }
 
     /// Checks a login: the password, then RabbitMQ's loopback-only rule for `peer`.
@@ -141,10 +146,12 @@ impl Broker {
         username: &str,
         password: &[u8],
         peer: IpAddr,
-    ) -> Result<&User, AuthError> {
+    ) -> Result<User, AuthError> {
         let user = self
+            .read()
             .users
             .get(username)
+            .map(|e| e.user.clone())
             .filter(|u| u.password_matches(password))
             .ok_or_else(|| AuthError::InvalidCredentials(username.to_owned()))?;
         users::check_loopback(&self.loopback_users, username, peer)?;
@@ -152,29 +159,100 @@ impl Broker {
     }
 
     /// Every vhost's registry.
-    pub fn registries(&self) -> impl Iterator<Item = &Arc<Registry>> {
-        self.registries.values()
+    pub fn registries(&self) -> Vec<Arc<Registry>> {
+        let access = self.read();
+        access.vhosts.values().map(|e| e.registry.clone()).collect()
     }
 
     /// The exchanges and queues of vhost `name`.
     pub fn registry(&self, name: &str) -> Option<Arc<Registry>> {
-        self.registries.get(name).cloned()
+        self.read().vhosts.get(name).map(|e| e.registry.clone())
     }
 
     /// The vhost `name` if `user` may use it (has any permission on it).
-    pub fn open_vhost(&self, user: &str, name: &str) -> Result<&VHost, VhostAccessError> {
-        let vhost = self
+    pub fn open_vhost(&self, user: &str, name: &str) -> Result<OpenVhost, VhostAccessError> {
+        let access = self.read();
+        let entry = access
             .vhosts
             .get(name)
             .ok_or_else(|| VhostAccessError::NotFound(name.to_owned()))?;
-        if vhost.permission(user).is_none() {
-            return Err(VhostAccessError::Refused {
-                vhost: name.to_owned(),
-                user: user.to_owned(),
-            });
+        let refused = || VhostAccessError::Refused {
+            vhost: name.to_owned(),
+            user: user.to_owned(),
+        };
+        if entry.vhost.permission(user).is_none() {
+            return Err(refused());
         }
-        Ok(vhost)
+        let revoked = access.revocation(user, name).ok_or_else(refused)?;
+        Ok(OpenVhost {
+            vhost: entry.vhost.clone(),
+            registry: entry.registry.clone(),
+            revoked,
+        })
     }
+
+    // A panic under the lock cannot leave a map half-updated (each change is one insert or
+    // remove), so a poisoned lock is used as is.
+    fn read(&self) -> RwLockReadGuard<'_, Access> {
+        self.access.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Access> {
+        self.access.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// RabbitMQ's default data: guest (administrator), `/`, guest's full permissions on it; what
+/// already exists is kept.
+fn default_changes(access: &Access) -> Vec<DefinitionChange> {
+    let mut changes = Vec::new();
+    if !access.users.contains_key(DEFAULT_USER) {
+        changes.push(DefinitionChange::PutUser {
+            name: DEFAULT_USER.to_owned(),
+            password: DEFAULT_USER.to_owned(),
+            tags: vec!["administrator".to_owned()],
+        });
+    }
+    let has_permission = access
+        .vhosts
+        .get(DEFAULT_VHOST)
+        .is_some_and(|e| e.vhost.permission(DEFAULT_USER).is_some());
+    changes.push(DefinitionChange::PutVhost {
+        name: DEFAULT_VHOST.to_owned(),
+    });
+    if !has_permission {
+        changes.push(DefinitionChange::SetPermission {
+            vhost: DEFAULT_VHOST.to_owned(),
+            user: DEFAULT_USER.to_owned(),
+            permission: Permission::full(),
+        });
+    }
+    changes
+}
+
+/// The configuration's users, vhosts and permissions, in that order.
+fn config_changes(config: &Config) -> Vec<DefinitionChange> {
+    let users = config.users.iter().map(|u| DefinitionChange::PutUser {
+        name: u.name.clone(),
+        password: u.password.clone(),
+        tags: u.tags.clone(),
+    });
+    let vhosts = config.vhosts.iter().map(|v| DefinitionChange::PutVhost {
+        name: v.name.clone(),
+    });
+    let permissions = config
+        .permissions
+        .iter()
+        .map(|p| DefinitionChange::SetPermission {
+            vhost: p.vhost.clone(),
+            user: p.user.clone(),
+            permission: Permission {
+                configure: p.configure.clone(),
+                write: p.write.clone(),
+                read: p.read.clone(),
+            },
+        });
+    users.chain(vhosts).chain(permissions).collect()
 }
 
 /// An inconsistent configuration of users and vhosts.
@@ -197,6 +275,16 @@ impl fmt::Display for BrokerError {
 }
 
 impl std::error::Error for BrokerError {}
+
+impl From<DefinitionError> for BrokerError {
+    fn from(e: DefinitionError) -> BrokerError {
+        match e {
+            DefinitionError::NoSuchUser(u) => BrokerError::UnknownUser(u),
+            DefinitionError::NoSuchVhost(v) => BrokerError::UnknownVhost(v),
+            DefinitionError::Store(e) => BrokerError::Store(e),
+        }
+    }
+}
 
 /// Why `connection.open` may not use a vhost; `Display` gives RabbitMQ's texts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,7 +364,10 @@ mod tests {
             b.authenticate("ghost", b"pw", LOCAL).unwrap_err(),
             AuthError::InvalidCredentials("ghost".into())
         );
-        assert_eq!(b.open_vhost("app", "staging").unwrap().name, "staging");
+        assert_eq!(
+            b.open_vhost("app", "staging").unwrap().vhost.name,
+            "staging"
+        );
         assert!(b.open_vhost("app", "/").is_err());
         assert_eq!(
             b.open_vhost("app", "nope").unwrap_err().to_string(),

@@ -61,6 +61,8 @@ pub const KIND_BINDING: DefinitionKind = DefinitionKind(6);
 /// Per queue: the highest position handed to a consumer, so that messages delivered before a
 /// restart come back with `redelivered=true`.
 pub const KIND_DELIVERED: DefinitionKind = DefinitionKind(7);
+/// Topic permissions: (vhost, user, exchange) -> (write, read).
+pub const KIND_TOPIC_PERMISSION: DefinitionKind = DefinitionKind(8);
 
 /// The broker's handle on its store.
 pub struct Persistence {

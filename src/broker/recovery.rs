@@ -1,29 +1,37 @@
-//! Boot from the store: users, vhosts and permissions; then every vhost's durable exchanges,
+//! Boot from the store: users, vhosts and permissions (applied by
+//! [`Broker::with_persistence`] through the definitions service); then every vhost's durable exchanges,
 //! queues (with the counts of their stored messages) and bindings.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tracing::{info, warn};
 
+use super::definitions::{self, DefinitionChange};
 use super::persist::{
-    self, decode_vhost_key, BindingRecord, Dec, Enc, ExchangeRecord, Persistence, QueueRecord,
+    self, decode_vhost_key, BindingRecord, Dec, ExchangeRecord, Persistence, QueueRecord,
 };
 use super::queue::paging;
 use super::queue_args::{QueueArgs, QueueName};
 use super::registry::{QueueSpec, Registry};
-use super::{Broker, Permission, User, VHost};
+use super::{Broker, Permission};
 use crate::store::{Batch, Durability, Op, Store, StoreError};
 
-/// Users, vhosts and permissions as stored.
+/// Users, vhosts, permissions and topic permissions as stored, as the changes that bring them
+/// back (users first, then vhosts, then what names both).
 #[derive(Debug, Default)]
 pub struct StoredAccess {
-    pub users: Vec<User>,
-    pub vhosts: Vec<String>,
-    /// (vhost, user, permission)
-    pub permissions: Vec<(String, String, Permission)>,
+    pub changes: Vec<DefinitionChange>,
+    pub users: usize,
+    pub vhosts: usize,
+}
+
+impl StoredAccess {
+    /// RabbitMQ's `needs_default_data`: a store without users or without vhosts gets the
+    /// default user and vhost. Otherwise a deleted guest or `/` stays deleted.
+    pub fn needs_defaults(&self) -> bool {
+        self.users == 0 || self.vhosts == 0
+    }
 }
 
 pub fn load_access(store: &dyn Store) -> Result<StoredAccess, StoreError> {
@@ -41,11 +49,19 @@ pub fn load_access(store: &dyn Store) -> Result<StoredAccess, StoreError> {
             .filter(|t| !t.is_empty())
             .map(str::to_owned)
             .collect();
-        out.users.push(User::new(&name, &password, tags));
+        out.users += 1;
+        out.changes.push(DefinitionChange::PutUser {
+            name,
+            password,
+            tags,
+        });
     }
     for (key, _) in store.scan_definitions(persist::KIND_VHOST)? {
         match String::from_utf8(key.to_vec()) {
-            Ok(name) => out.vhosts.push(name),
+            Ok(name) => {
+                out.vhosts += 1;
+                out.changes.push(DefinitionChange::PutVhost { name });
+            }
             Err(_) => warn!("skipping a damaged vhost record"),
         }
     }
@@ -57,56 +73,70 @@ pub fn load_access(store: &dyn Store) -> Result<StoredAccess, StoreError> {
             warn!("skipping a damaged permission record");
             continue;
         };
-        out.permissions.push((
+        out.changes.push(DefinitionChange::SetPermission {
             vhost,
             user,
-            Permission {
+            permission: Permission {
                 configure,
                 write,
                 read,
             },
-        ));
+        });
+    }
+    for (key, value) in store.scan_definitions(persist::KIND_TOPIC_PERMISSION)? {
+        match definitions::decode_topic_permission(key, value) {
+            Some(change) => out.changes.push(change),
+            None => warn!("skipping a damaged topic permission record"),
+        }
     }
     Ok(out)
 }
 
-/// Saves every user, vhost and permission (synced): the next boot finds them even if the
-/// configuration no longer names them.
-pub fn save_access(
-    p: &Persistence,
-    users: &HashMap<String, User>,
-    vhosts: &HashMap<String, VHost>,
-) -> Result<(), StoreError> {
-    let mut batch = Batch::new();
-    for user in users.values() {
-        let mut e = Enc::new();
-        e.bytes(user.password().as_bytes())
-            .bytes(user.tags.join(",").as_bytes());
-        batch.push(Op::PutDefinition {
-            kind: persist::KIND_USER,
-            key: Bytes::copy_from_slice(user.name.as_bytes()),
-            value: e.finish(),
-        });
-    }
-    for vhost in vhosts.values() {
-        batch.push(Op::PutDefinition {
-            kind: persist::KIND_VHOST,
-            key: Bytes::copy_from_slice(vhost.name.as_bytes()),
-            value: Bytes::new(),
-        });
-        for (user, permission) in vhost.permissions() {
-            let mut e = Enc::new();
-            e.bytes(permission.configure.as_bytes())
-                .bytes(permission.write.as_bytes())
-                .bytes(permission.read.as_bytes());
-            batch.push(Op::PutDefinition {
-                kind: persist::KIND_PERMISSION,
-                key: persist::vhost_key(&vhost.name, user),
-                value: e.finish(),
-            });
+/// Deletes the stored exchanges and queues (with their messages) of vhosts that are gone.
+/// A vhost deletion deletes the vhost's record and its exchanges' and bindings' records in one
+/// synced commit, then its queues through their tasks, unsynced: a crash in between leaves
+/// queues whose vhost no longer exists, which would otherwise come back if the vhost were
+/// created again.
+fn finish_vhost_deletions(broker: &Broker, store: &dyn Store) -> Result<(), StoreError> {
+    let mut gone = Batch::new();
+    for (key, _) in store.scan_definitions(persist::KIND_EXCHANGE)? {
+        if let Some((vhost, _)) = decode_vhost_key(key.clone()) {
+            if broker.registry(&vhost).is_none() {
+                gone.push(Op::DeleteDefinition {
+                    kind: persist::KIND_EXCHANGE,
+                    key,
+                });
+            }
         }
     }
-    p.store().commit(batch, Durability::Sync)
+    for (key, value) in store.scan_definitions(persist::KIND_QUEUE)? {
+        let (Some((vhost, name)), Some(record)) =
+            (decode_vhost_key(key.clone()), QueueRecord::decode(value))
+        else {
+            continue;
+        };
+        if broker.registry(&vhost).is_some() {
+            continue;
+        }
+        warn!(%vhost, queue = %name, "deleting a queue of a deleted vhost");
+        gone.push(Op::DeleteDefinition {
+            kind: persist::KIND_QUEUE,
+            key,
+        })
+        .push(Op::DeleteDefinition {
+            kind: persist::KIND_DELIVERED,
+            key: paging::delivered_key(record.id),
+        })
+        .push(Op::DeleteQueueRange {
+            queue: record.id,
+            from: 0,
+            to: u64::MAX,
+        });
+    }
+    if gone.is_empty() {
+        return Ok(());
+    }
+    store.commit(gone, Durability::Sync)
 }
 
 /// What recovery brought back, for the log.
@@ -121,12 +151,14 @@ pub struct RecoveryReport {
 
 /// Brings back durable exchanges, queues and bindings into `broker`'s registries. Queue tasks
 /// start with the counts of their stored messages and read them back as consumers need them.
-/// Records that cannot be decoded, or that name a vhost or an end that no longer exists, are
-/// skipped with a warning (and bindings left dangling are deleted).
+/// Exchanges and queues of a vhost that no longer exists are deleted (a vhost deletion that a
+/// crash interrupted), as are bindings left dangling; other records that cannot be decoded or
+/// restored are skipped with a warning.
 pub fn recover(broker: &Broker, p: &Persistence) -> Result<RecoveryReport, StoreError> {
     let started = Instant::now();
     let store = p.store().as_ref();
     let mut report = RecoveryReport::default();
+    finish_vhost_deletions(broker, store)?;
     let registry = |vhost: &str| broker.registry(vhost);
 
     for (key, value) in store.scan_definitions(persist::KIND_EXCHANGE)? {
@@ -210,4 +242,83 @@ pub fn recover(broker: &Broker, p: &Persistence) -> Result<RecoveryReport, Store
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::broker::definitions::DefinitionChange;
+    use crate::broker::queue::spawn;
+    use crate::config::Config;
+    use crate::protocol::FieldTable;
+    use crate::store::{MemoryStore, QueueEntry, RocksOptions, RocksStore};
+
+    fn boot(store: &Arc<dyn Store>) -> (Broker, Arc<Persistence>) {
+        let p = Arc::new(Persistence::new(Arc::clone(store)).unwrap());
+        let b = Broker::with_persistence(&Config::default(), Arc::clone(&p)).unwrap();
+        (b, p)
+    }
+
+    /// A crash after a vhost deletion's synced commit, before its queues' tasks deleted them:
+    /// the next boot deletes the orphaned queue and its messages, so re-creating the vhost
+    /// does not bring them back.
+    #[tokio::test]
+    async fn queues_of_a_deleted_vhost_are_deleted_at_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let rocks = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
+        let stores: [Arc<dyn Store>; 2] = [Arc::new(MemoryStore::new()), Arc::new(rocks)];
+        for store in stores {
+            let (b, p) = boot(&store);
+            let v = DefinitionChange::PutVhost { name: "v".into() };
+            b.apply(v).await.unwrap();
+            let registry = b.registry("v").unwrap();
+            let spec = QueueSpec {
+                name: "defs.q".into(),
+                durable: true,
+                exclusive: false,
+                auto_delete: false,
+                arguments: FieldTable::new(),
+            };
+            let args = QueueArgs::parse(&QueueName::new("v", "defs.q"), &spec.arguments).unwrap();
+            let weak = Arc::downgrade(&registry);
+            let (q, _) = registry
+                .declare_queue(&spec, 1, || Ok(spawn(&spec, args, None, weak)))
+                .unwrap();
+            p.barrier().await.unwrap();
+            let mut batch = Batch::new();
+            batch
+                .push(Op::PutMessage {
+                    id: 77,
+                    body: bytes::Bytes::from_static(b"m"),
+                })
+                .push(Op::Enqueue {
+                    queue: q.id,
+                    position: 0,
+                    entry: QueueEntry {
+                        message: 77,
+                        meta: bytes::Bytes::new(),
+                    },
+                });
+            store.commit(batch, Durability::Sync).unwrap();
+            let mut crash = Batch::new();
+            crash.push(Op::DeleteDefinition {
+                kind: persist::KIND_VHOST,
+                key: bytes::Bytes::from_static(b"v"),
+            });
+            store.commit(crash, Durability::Sync).unwrap();
+            let id = q.id;
+            drop((q, registry, b, p));
+
+            let (b, p) = boot(&store);
+            assert!(b.registry("v").is_none());
+            assert_eq!(recover(&b, &p).unwrap().queues, 0);
+            assert!(store
+                .scan_definitions(persist::KIND_QUEUE)
+                .unwrap()
+                .is_empty());
+            assert_eq!(store.last_position(id).unwrap(), None);
+            assert_eq!(store.get_message(77).unwrap(), None);
+        }
+    }
 }

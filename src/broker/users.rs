@@ -30,11 +30,6 @@ impl User {
         }
     }
 
-    /// The password as configured, for the store (hashing comes with user management).
-    pub(super) fn password(&self) -> &str {
-        &self.password
-    }
-
     pub(super) fn password_matches(&self, candidate: &[u8]) -> bool {
         self.password.as_bytes() == candidate
     }
