@@ -100,20 +100,46 @@ async fn a_vhost_added_at_run_time_opens_and_a_deleted_one_is_not_found() {
     };
     assert_eq!(apply(&server.handle, staging).await, Applied::Created);
     apply(&server.handle, grant("staging", "guest")).await;
-    let mut c = open(server.addr, "defs/staging", "guest", "guest", "staging").await;
-    c.expect_method("connection.open-ok").await;
-    c.open_channel(1).await;
-    c.declare_queue(1, "defs.q").await;
+    let mut inside = open(server.addr, "defs/staging", "guest", "guest", "staging").await;
+    inside.expect_method("connection.open-ok").await;
+    inside.open_channel(1).await;
+    inside.declare_queue(1, "defs.q").await;
 
     let delete = DefinitionChange::DeleteVhost {
         name: "staging".into(),
     };
     assert_eq!(apply(&server.handle, delete).await, Applied::Deleted);
+    // The connection open in it is closed with RabbitMQ's 320.
+    assert_eq!(
+        inside.expect_close().await,
+        Close::new(320, "CONNECTION_FORCED - vhost 'staging' is deleted", 0, 0)
+    );
     let mut c = open(server.addr, "defs/gone", "guest", "guest", "staging").await;
     assert_eq!(
         c.expect_close().await,
         Close::new(530, "NOT_ALLOWED - vhost staging not found", 10, 40)
     );
+    server.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_deleted_users_connections_are_closed() {
+    let server = start_server(|_| {}).await;
+    apply(&server.handle, put_user("app", "pw")).await;
+    apply(&server.handle, grant("/", "app")).await;
+    let mut app = open(server.addr, "defs/app", "app", "pw", "/").await;
+    app.expect_method("connection.open-ok").await;
+    app.open_channel(1).await;
+    let mut other = RawClient::open(server.addr, "defs/other", 0).await;
+    other.open_channel(1).await;
+    let delete = DefinitionChange::DeleteUser { name: "app".into() };
+    assert_eq!(apply(&server.handle, delete).await, Applied::Deleted);
+    assert_eq!(
+        app.expect_close().await,
+        Close::new(320, "CONNECTION_FORCED - user 'app' is deleted", 0, 0)
+    );
+    // Other users' connections are untouched.
+    other.ping(1).await;
     server.handle.shutdown().await;
 }
 

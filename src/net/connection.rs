@@ -17,6 +17,7 @@ use super::transport::Transport;
 use super::writer::Writer;
 use super::Context;
 use crate::alarm::AlarmState;
+use crate::broker::definitions::Revocation;
 use crate::broker::queue::ConnEvent;
 use crate::channel::{ChannelTable, Input, Out};
 use crate::error::AmqpError;
@@ -72,6 +73,8 @@ pub(super) struct Connection<R> {
     /// Replies and deliveries not yet handed to the writer. They are held while more frames
     /// are already buffered, so that a burst is written at once and its confirms merge.
     pending: Vec<Out>,
+    /// Fires when the connection's vhost or user is deleted (set at open-ok).
+    pub(super) revoked: Option<Revocation>,
 }
 
 /// A connection blocked by a resource alarm. Invariant: while it exists, the socket is not
@@ -125,6 +128,7 @@ pub(super) async fn run<T: Transport>(
         alarms,
         blocked: None,
         pending: Vec::new(),
+        revoked: None,
     };
     let handshake = tokio::select! {
         result = timeout(handshake_timeout, conn.handshake()) => result,
@@ -210,6 +214,9 @@ impl<R: AsyncRead + Unpin + Send> Connection<R> {
                     return End::Close(AmqpError::connection_forced(
                         "broker forced connection closure with reason 'shutdown'",
                     ));
+                }
+                reason = revoked(&mut self.revoked) => {
+                    return End::Close(AmqpError::connection_forced(reason));
                 }
                 () = sleep_until_some(deadline) => {
                     let quiet_since = self.reader.last_read().max(busy_until);
@@ -517,6 +524,15 @@ fn merge_confirms(out: Vec<Out>) -> Vec<Out> {
 async fn sleep_until_some(deadline: Option<Instant>) {
     match deadline {
         Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The close reason once the vhost or user of an open connection is deleted (RabbitMQ's 320
+/// "vhost 'v' is deleted"); pending forever before open-ok.
+async fn revoked(revocation: &mut Option<Revocation>) -> String {
+    match revocation {
+        Some(r) => r.revoked().await,
         None => std::future::pending().await,
     }
 }

@@ -283,16 +283,14 @@ impl<R: AsyncRead + Unpin + Send> Connection<R> {
         };
         let user = self.user.clone().unwrap_or_default();
         let vhost = open.virtual_host.as_str().to_owned();
-        if let Err(e) = self.ctx.broker.open_vhost(&user, &vhost) {
-            return Err(End::Close(AmqpError::not_allowed(e.to_string()).on(10, 40)));
-        }
-        let Some(registry) = self.ctx.broker.registry(&vhost) else {
-            return Err(End::Close(
-                AmqpError::not_allowed(format!("vhost {vhost} not found")).on(10, 40),
-            ));
-        };
+        let opened = self
+            .ctx
+            .broker
+            .open_vhost(&user, &vhost)
+            .map_err(|e| End::Close(AmqpError::not_allowed(e.to_string()).on(10, 40)))?;
+        self.revoked = Some(opened.revoked);
         let mut session = crate::channel::Session::new(
-            registry,
+            opened.registry,
             self.events_tx.clone(),
             self.ctx.config.max_message_size,
             self.cancel_notify,
