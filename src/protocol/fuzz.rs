@@ -1,5 +1,5 @@
 //! Entry points shared by the cargo-fuzz targets (`tests/fuzz/`) and the stable test that
-//! replays their corpus (`tests/protocol_fuzz_corpus.rs`), so both exercise the same path.
+//! replays their corpus (`tests/it/protocol_fuzz_corpus.rs`), so both exercise the same path.
 
 use bytes::BytesMut;
 

@@ -4,7 +4,7 @@
 //! permissions and messages into bytes; the store keeps them, in order, and gives them back. One
 //! narrow API ([`Store`]), two implementations: [`RocksStore`] (RocksDB, the real one) and
 //! [`MemoryStore`] (`BTreeMap`s behind a mutex, for tests and for a broker run without a data dir).
-//! `tests/store_conformance.rs` runs one test body against both, and a property test checks that
+//! `tests/it/store_conformance.rs` runs one test body against both, and a property test checks that
 //! random operation sequences leave both with the same contents.
 //!
 //! # Data model

@@ -19,6 +19,7 @@ mod bad_inputs;
 mod binary;
 mod connection;
 mod crash;
+mod definitions_runtime;
 mod durability;
 mod heartbeat;
 mod messaging_compat;

@@ -1,12 +1,11 @@
 //! Users, vhosts and permissions changed at run time through the definitions service
 //! (`Broker::apply`): the next connection sees the change, and the changes survive a restart.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::net::SocketAddr;
 
-use common::{open_vhost, plain_response, start_ok, start_server, tune_ok, Close, RawClient};
+use crate::common::{
+    open_vhost, plain_response, start_ok, start_server, tune_ok, Close, RawClient,
+};
 use warren::broker::{Applied, DefinitionChange, Permission};
 use warren::config::Config;
 use warren::protocol::PROTOCOL_HEADER;
