@@ -124,6 +124,12 @@ impl Persistence {
         SyncedTicket(self.submit(writes.0, Durability::Sync))
     }
 
+    /// Resolves once every batch submitted before it is applied and synced (an empty synced
+    /// commit behind them in the committer's order).
+    pub fn synced_barrier(&self) -> SyncedTicket {
+        SyncedTicket(self.submit(Batch::new(), Durability::Sync))
+    }
+
     /// Submits publish writes nobody confirms (dead-lettered copies), without waiting for
     /// the disk.
     pub fn submit_publishes_unsynced(&self, writes: PublishWrites) {

@@ -6,6 +6,7 @@
 //! handles are cloned out).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::mpsc;
@@ -106,6 +107,8 @@ pub struct Registry {
     /// Where durable definitions and persistent messages go; `None` keeps everything in
     /// memory (unit tests).
     persistence: Option<Arc<Persistence>>,
+    /// Definition writes submitted (see `definition_writes`).
+    definition_writes: AtomicU64,
 }
 
 fn not_found(kind: &str, name: &str, vhost: &str) -> AmqpError {
@@ -149,6 +152,7 @@ impl Registry {
             topology: RwLock::new(topology),
             reply_consumers: Mutex::new(HashMap::new()),
             persistence,
+            definition_writes: AtomicU64::new(0),
         })
     }
 
@@ -161,7 +165,31 @@ impl Registry {
     fn save(&self, changes: DefinitionChanges) {
         if let (Some(p), false) = (&self.persistence, changes.is_empty()) {
             drop(p.submit(changes.batch, crate::store::Durability::Sync));
+            self.definition_writes.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// How many definition writes this vhost has submitted: read before a declare, bind or
+    /// delete, and give it to [`Registry::definitions_synced_since`] after.
+    pub fn definition_writes(&self) -> u64 {
+        self.definition_writes.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the definition writes submitted since `before` are on disk. RabbitMQ
+    /// answers a declare, bind or delete only once its metadata store has it, so a declare-ok
+    /// must not outlive a crash that loses the definition. Nothing written since (a transient
+    /// or unchanged definition): at once. A write made meanwhile by another connection is
+    /// waited for too, which costs only time. A failed write is 541.
+    pub async fn definitions_synced_since(&self, before: u64) -> Result<(), AmqpError> {
+        let Some(p) = &self.persistence else {
+            return Ok(());
+        };
+        if self.definition_writes() == before {
+            return Ok(());
+        }
+        p.synced_barrier()
+            .await
+            .map_err(|e| AmqpError::internal_error(format!("cannot store definitions: {e}")))
     }
 
     fn exchange_record_changes(&self, name: &str, x: &Exchange) -> DefinitionChanges {

@@ -100,8 +100,17 @@ async fn run(
     out: &mut Vec<Out>,
 ) -> Result<(), AmqpError> {
     match method.class_id() {
-        CLASS_EXCHANGE => exchange::run(ch, s, method, out),
-        CLASS_QUEUE => queue::run(ch, s, method, out).await,
+        CLASS_EXCHANGE | CLASS_QUEUE => {
+            // Definitions are answered once what they wrote is on disk, as RabbitMQ answers
+            // them: a declare-ok must not outlive a crash.
+            let before = s.registry.definition_writes();
+            if method.class_id() == CLASS_EXCHANGE {
+                exchange::run(ch, s, method, out)?;
+            } else {
+                queue::run(ch, s, method, out).await?;
+            }
+            s.registry.definitions_synced_since(before).await
+        }
         CLASS_BASIC => basic::run(ch, s, method, out).await,
         CLASS_TX => tx::run(ch, s, method, out).await,
         CLASS_CONFIRM => confirm::run(ch, method, out),

@@ -441,3 +441,44 @@ async fn passive_exchange(conn: &Connection, exchange_name: &str) -> Result<(), 
     )
     .await
 }
+
+/// A declare-ok is answered only once the definition is in the store, as RabbitMQ answers
+/// it: a SIGKILL right after the last answer loses none. The declarations are pipelined (all
+/// sent before the first answer), so before this was so the broker answered them while most
+/// of their writes still waited in the committer, and the kill lost the tail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_answered_before_a_kill_survive_it() {
+    const EXCHANGES: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut broker = Broker::start(&data_dir, dir.path(), "defs-start-0").await;
+    let mut c = crate::common::RawClient::open(broker.addr, "crash-test/defs-declare", 0).await;
+    c.open_channel(1).await;
+    let mut burst = Vec::new();
+    for i in 0..EXCHANGES {
+        let declare = exchange(&format!("defs.x{i}"), "fanout", false);
+        burst.extend(crate::common::encoded(
+            1,
+            &warren::protocol::Method::ExchangeDeclare(declare),
+        ));
+    }
+    c.send_raw(&burst).await;
+    for _ in 0..EXCHANGES {
+        c.expect_method("exchange.declare-ok").await;
+    }
+    broker.kill();
+    let broker = Broker::start(&data_dir, dir.path(), "defs-start-1").await;
+    let conn = broker.connect("crash-test/defs-check").await;
+    let mut lost = Vec::new();
+    for i in 0..EXCHANGES {
+        let name = format!("defs.x{i}");
+        if passive_exchange(&conn, &name).await.is_err() {
+            lost.push(name);
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} exchanges answered declare-ok before the kill and are gone: {lost:?}",
+        lost.len()
+    );
+}
