@@ -10,8 +10,8 @@
 #   WARREN_BIN    broker binary (default /var/tmp/warren-release/release/warren; a release build)
 #   PERF_BIN      the load generator (default: WARREN_BIN)
 #   RABBIT_URI    RabbitMQ to compare with (default amqp://guest:guest@127.0.0.1:5673/); if it
-#                 does not answer, RabbitMQ 3.10 is started as /work/shared/reference/
-#                 rabbitmq-local.md describes (and stopped again at the end); RABBIT=0 skips it
+#                 does not answer, RabbitMQ 3.10 is started as
+#                 docs/reference-brokers.md describes (and stopped again at the end); RABBIT=0 skips it
 #   DURATION      seconds per run (default 30)
 #   OUT           logs (default /var/tmp/warren-persistent-<time>)
 #
@@ -72,7 +72,7 @@ brokers=("warren $WARREN_URI")
 if [[ $RABBIT == 1 ]]; then
     if ! $COUNT "$RABBIT_URI" > /dev/null 2>&1; then
         command -v rabbitmq-server > /dev/null || apt-get install -y rabbitmq-server
-        echo "persistent: starting RabbitMQ on 5673 (see /work/shared/reference/rabbitmq-local.md)" >&2
+        echo "persistent: starting RabbitMQ on 5673 (see docs/reference-brokers.md)" >&2
         mkdir -p $R/mnesia $R/log && echo '[rabbitmq_management].' > $R/enabled_plugins
         chown -R rabbitmq:rabbitmq $R
         (cd $R && rabbit_env nohup rabbitmq-server > "$OUT/rabbitmq.log" 2>&1 &)
