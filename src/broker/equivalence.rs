@@ -1,13 +1,8 @@
 //! RabbitMQ's redeclaration checks (`rabbit_misc:assert_field_equivalence` and
 //! `assert_args_equivalence`) and their exact 406 texts.
 
-use crate::error::AmqpError;
+use super::error::BrokerError;
 use crate::protocol::{FieldTable, FieldValue};
-
-/// "exchange 'x' in vhost '/'": RabbitMQ's `rabbit_misc:rs/1`.
-pub fn resource(kind: &str, name: &str, vhost: &str) -> String {
-    format!("{kind} '{name}' in vhost '{vhost}'")
-}
 
 /// A flag or type that must match: "received 'true' but current is 'false'".
 pub fn field(
@@ -15,7 +10,7 @@ pub fn field(
     current: impl std::fmt::Display,
     requested: impl std::fmt::Display,
     resource: &str,
-) -> Result<(), AmqpError> {
+) -> Result<(), BrokerError> {
     let (current, requested) = (current.to_string(), requested.to_string());
     if current == requested {
         return Ok(());
@@ -35,7 +30,7 @@ pub fn args(
     requested: &FieldTable,
     keys: &[&str],
     resource: &str,
-) -> Result<(), AmqpError> {
+) -> Result<(), BrokerError> {
     for key in keys {
         let (c, r) = (current.get(key), requested.get(key));
         let same = match (c, r) {
@@ -53,11 +48,10 @@ pub fn args(
     Ok(())
 }
 
-fn fail(key: &str, resource: &str, requested: &str, current: &str) -> AmqpError {
-    AmqpError::new(
-        crate::protocol::ReplyCode::PRECONDITION_FAILED,
-        format!("inequivalent arg '{key}' for {resource}: received {requested} but current is {current}"),
-    )
+fn fail(key: &str, resource: &str, requested: &str, current: &str) -> BrokerError {
+    BrokerError::NotEquivalent {
+        text: format!("inequivalent arg '{key}' for {resource}: received {requested} but current is {current}"),
+    }
 }
 
 fn as_int(v: &FieldValue) -> Option<i128> {
@@ -94,12 +88,13 @@ fn describe(v: Option<&FieldValue>) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::broker::error::resource;
 
     #[test]
     fn rabbitmq_texts() {
         let r = resource("exchange", "x", "/");
         assert_eq!(
-            field("durable", false, true, &r).unwrap_err().text,
+            field("durable", false, true, &r).unwrap_err().to_string(),
             "inequivalent arg 'durable' for exchange 'x' in vhost '/': received 'true' but current is 'false'"
         );
         let mut a = FieldTable::new();
@@ -108,7 +103,9 @@ mod tests {
         b.insert("x-max-length", FieldValue::I64(10));
         assert!(args(&a, &b, &["x-max-length"], &r).is_ok());
         assert_eq!(
-            args(&FieldTable::new(), &b, &["x-max-length"], &r).unwrap_err().text,
+            args(&FieldTable::new(), &b, &["x-max-length"], &r)
+                .unwrap_err()
+                .to_string(),
             "inequivalent arg 'x-max-length' for exchange 'x' in vhost '/': received the value '10' of type 'long' but current is none"
         );
     }

@@ -5,6 +5,7 @@
 pub mod dead_letter;
 pub mod definitions;
 mod equivalence;
+pub mod error;
 pub mod exchange;
 pub mod message;
 pub mod persist;

@@ -1,25 +1,30 @@
 //! The exchanges, bindings and queues of one virtual host, shared by every connection.
 //!
-//! Routing runs on the publisher's connection task under the read lock; declarations, bindings
-//! and deletions take the write lock. Locks: `topology` and `reply_consumers` are never held
-//! together, and no lock is held across an `.await` (queue mailboxes are sent to after the
-//! handles are cloned out).
+//! Routing runs on the publisher's connection task against a snapshot of the topology that it
+//! loads without a lock (`ArcSwap`); declarations, bindings and deletions are serialized by the
+//! `writer` mutex, build the next topology from a copy (O(1): every map in it is persistent)
+//! and publish it when done. So a publish never waits for a declare, and a declare is seen by
+//! every publish that starts after its `declare-ok`. Locks: `writer` and `reply_consumers` are
+//! never held together, and neither is held across an `.await` (queue mailboxes are sent to
+//! after the handles are cloned out). See "Concurrency rules" in docs/architecture.md.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use arc_swap::{ArcSwap, Guard};
 use tokio::sync::mpsc;
 
-use super::equivalence::{self, resource};
+use super::equivalence;
+use super::error::{resource, BrokerError};
 use super::exchange::{ExchangeKind, Router};
 use super::persist::{
     self, BindingRecord, DefinitionChanges, ExchangeRecord, Persistence, QueueRecord,
 };
 use super::queue::{ConnEvent, QueueRef};
 use super::queue_args::{self, QueueArgError, QueueFlags, QueueName};
-use crate::error::AmqpError;
-use crate::protocol::{FieldTable, FieldValue, ReplyCode};
+use crate::protocol::{FieldTable, FieldValue};
 
 /// The exchanges every vhost has (besides the default one, named "").
 pub const STANDARD_EXCHANGES: [(&str, ExchangeKind); 5] = [
@@ -38,7 +43,7 @@ pub enum Dest {
 }
 
 /// An exchange and its bindings (as the source).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Exchange {
     pub kind: ExchangeKind,
     pub durable: bool,
@@ -80,13 +85,52 @@ pub struct QueueSpec {
 
 /// Invariant: every `Dest::Queue` in a router names a queue in `queues` and every
 /// `Dest::Exchange` an exchange in `exchanges`; deleting either removes the bindings to it.
-#[derive(Debug, Default)]
+///
+/// Persistent maps of shared values: a copy shares everything, and a change copies only the
+/// path to what it changes (an exchange is copied when its bindings change, `Arc::make_mut`).
+#[derive(Debug, Default, Clone)]
 struct Topology {
-    exchanges: HashMap<Arc<str>, Exchange>,
-    queues: HashMap<Arc<str>, QueueRef>,
+    exchanges: imbl::HashMap<Arc<str>, Arc<Exchange>>,
+    queues: imbl::HashMap<Arc<str>, QueueRef>,
     /// The bindings kept in the store (both ends durable), by store key, so that removing
     /// an exchange or queue can delete its bindings' records.
-    durable_bindings: HashMap<bytes::Bytes, BindingRecord>,
+    durable_bindings: imbl::HashMap<bytes::Bytes, Arc<BindingRecord>>,
+}
+
+impl Topology {
+    fn exchange_mut(&mut self, name: &str) -> Option<&mut Exchange> {
+        self.exchanges.get_mut(name).map(Arc::make_mut)
+    }
+}
+
+/// A change to a vhost's topology in progress: a private copy of the current snapshot, which
+/// becomes the snapshot that routing reads when the change is dropped (also on an error
+/// return, unchanged then). Holding one holds the vhost's writer lock.
+struct TopologyChange<'r> {
+    next: Topology,
+    published: &'r ArcSwap<Topology>,
+    _writer: MutexGuard<'r, ()>,
+}
+
+impl Deref for TopologyChange<'_> {
+    type Target = Topology;
+
+    fn deref(&self) -> &Topology {
+        &self.next
+    }
+}
+
+impl DerefMut for TopologyChange<'_> {
+    fn deref_mut(&mut self) -> &mut Topology {
+        &mut self.next
+    }
+}
+
+impl Drop for TopologyChange<'_> {
+    fn drop(&mut self) {
+        self.published
+            .store(Arc::new(std::mem::take(&mut self.next)));
+    }
 }
 
 /// A direct reply-to consumer: where replies to `amq.rabbitmq.reply-to.<key>` go.
@@ -102,7 +146,10 @@ pub struct ReplyConsumer {
 #[derive(Debug)]
 pub struct Registry {
     pub vhost: String,
-    topology: RwLock<Topology>,
+    /// The snapshot routing reads; replaced whole by each change.
+    topology: ArcSwap<Topology>,
+    /// Serializes changes to `topology` (never taken by routing).
+    writer: Mutex<()>,
     reply_consumers: Mutex<HashMap<String, ReplyConsumer>>,
     /// Where durable definitions and persistent messages go; `None` keeps everything in
     /// memory (unit tests).
@@ -111,20 +158,12 @@ pub struct Registry {
     definition_writes: AtomicU64,
 }
 
-fn not_found(kind: &str, name: &str, vhost: &str) -> AmqpError {
-    AmqpError::new(
-        ReplyCode::NOT_FOUND,
-        format!("no {}", resource(kind, name, vhost)),
-    )
+fn precondition(text: String) -> BrokerError {
+    BrokerError::precondition(text)
 }
 
-fn precondition(text: String) -> AmqpError {
-    AmqpError::new(ReplyCode::PRECONDITION_FAILED, text)
-}
-
-/// RabbitMQ's 403 for the default exchange.
-pub fn default_exchange_error() -> AmqpError {
-    AmqpError::access_refused("operation not permitted on the default exchange")
+fn default_exchange_error() -> BrokerError {
+    BrokerError::default_exchange()
 }
 
 impl Registry {
@@ -137,19 +176,20 @@ impl Registry {
         for (name, kind) in STANDARD_EXCHANGES {
             topology.exchanges.insert(
                 name.into(),
-                Exchange {
+                Arc::new(Exchange {
                     kind,
                     durable: true,
                     auto_delete: false,
                     internal: false,
                     arguments: FieldTable::new(),
                     router: Router::new(kind),
-                },
+                }),
             );
         }
         Arc::new(Registry {
             vhost: vhost.to_owned(),
-            topology: RwLock::new(topology),
+            topology: ArcSwap::from_pointee(topology),
+            writer: Mutex::new(()),
             reply_consumers: Mutex::new(HashMap::new()),
             persistence,
             definition_writes: AtomicU64::new(0),
@@ -180,16 +220,16 @@ impl Registry {
     /// must not outlive a crash that loses the definition. Nothing written since (a transient
     /// or unchanged definition): at once. A write made meanwhile by another connection is
     /// waited for too, which costs only time. A failed write is 541.
-    pub async fn definitions_synced_since(&self, before: u64) -> Result<(), AmqpError> {
+    pub async fn definitions_synced_since(&self, before: u64) -> Result<(), BrokerError> {
         let Some(p) = &self.persistence else {
             return Ok(());
         };
         if self.definition_writes() == before {
             return Ok(());
         }
-        p.synced_barrier()
-            .await
-            .map_err(|e| AmqpError::internal_error(format!("cannot store definitions: {e}")))
+        p.synced_barrier().await.map_err(|e| BrokerError::Internal {
+            text: format!("cannot store definitions: {e}"),
+        })
     }
 
     fn exchange_record_changes(&self, name: &str, x: &Exchange) -> DefinitionChanges {
@@ -293,14 +333,14 @@ impl Registry {
         };
         self.write().exchanges.insert(
             name.into(),
-            Exchange {
+            Arc::new(Exchange {
                 kind,
                 durable: true,
                 auto_delete: record.auto_delete,
                 internal: record.internal,
                 arguments: record.arguments,
                 router: Router::new(kind),
-            },
+            }),
         );
         true
     }
@@ -324,38 +364,47 @@ impl Registry {
             }
             Dest::Queue(record.destination.as_str().into())
         };
-        let Some(x) = topology.exchanges.get_mut(record.source.as_str()) else {
+        let Some(x) = topology.exchange_mut(record.source.as_str()) else {
             return false;
         };
         x.router.bind(dest, &record.routing_key, &record.arguments);
-        topology.durable_bindings.insert(record.key(), record);
+        topology
+            .durable_bindings
+            .insert(record.key(), Arc::new(record));
         true
     }
 
-    // A panic while holding the lock cannot leave the maps half-updated in a way that matters
-    // more than stopping the whole vhost would, so a poisoned lock is used as is.
-    fn read(&self) -> RwLockReadGuard<'_, Topology> {
-        self.topology.read().unwrap_or_else(|e| e.into_inner())
+    /// The current snapshot: no lock, and a change published meanwhile does not affect it.
+    fn read(&self) -> Guard<Arc<Topology>> {
+        self.topology.load()
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Topology> {
-        self.topology.write().unwrap_or_else(|e| e.into_inner())
+    /// Starts a change. A panic during one drops the change half-made, but the copy it worked
+    /// on is still consistent enough to publish (as with the poisoned lock it replaces), so a
+    /// poisoned writer lock is used as is.
+    fn write(&self) -> TopologyChange<'_> {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        TopologyChange {
+            next: Topology::clone(&self.topology.load()),
+            published: &self.topology,
+            _writer: writer,
+        }
     }
 
     pub fn resource(&self, kind: &str, name: &str) -> String {
         resource(kind, name, &self.vhost)
     }
 
-    pub fn exchange_not_found(&self, name: &str) -> AmqpError {
-        not_found("exchange", name, &self.vhost)
+    pub fn exchange_not_found(&self, name: &str) -> BrokerError {
+        BrokerError::not_found("exchange", name, &self.vhost)
     }
 
-    pub fn queue_not_found(&self, name: &str) -> AmqpError {
-        not_found("queue", name, &self.vhost)
+    pub fn queue_not_found(&self, name: &str) -> BrokerError {
+        BrokerError::not_found("queue", name, &self.vhost)
     }
 
     /// `exchange.declare`, in RabbitMQ's order of checks.
-    pub fn declare_exchange(&self, spec: &ExchangeSpec, passive: bool) -> Result<(), AmqpError> {
+    pub fn declare_exchange(&self, spec: &ExchangeSpec, passive: bool) -> Result<(), BrokerError> {
         if passive {
             // RabbitMQ refuses the default exchange even to a passive declare.
             if spec.name.is_empty() {
@@ -383,10 +432,12 @@ impl Registry {
             }
             None => {
                 if spec.name.starts_with("amq.") {
-                    return Err(AmqpError::access_refused(format!(
-                        "exchange name '{}' contains reserved prefix 'amq.*'",
-                        spec.name
-                    )));
+                    return Err(BrokerError::Reserved {
+                        text: format!(
+                            "exchange name '{}' contains reserved prefix 'amq.*'",
+                            spec.name
+                        ),
+                    });
                 }
                 match spec.arguments.get("alternate-exchange") {
                     None | Some(FieldValue::LongStr(_)) => {}
@@ -406,7 +457,9 @@ impl Registry {
                     router: Router::new(kind),
                 };
                 let changes = self.exchange_record_changes(&spec.name, &x);
-                topology.exchanges.insert(spec.name.as_str().into(), x);
+                topology
+                    .exchanges
+                    .insert(spec.name.as_str().into(), Arc::new(x));
                 self.save(changes);
                 Ok(())
             }
@@ -414,25 +467,27 @@ impl Registry {
     }
 
     /// `exchange.delete`; deleting a missing exchange succeeds, as in RabbitMQ.
-    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), BrokerError> {
         if name.is_empty() {
             return Err(default_exchange_error());
         }
         if name.starts_with("amq.") {
-            return Err(AmqpError::access_refused(format!(
-                "deletion of system {} not allowed",
-                self.resource("exchange", name)
-            )));
+            return Err(BrokerError::Reserved {
+                text: format!(
+                    "deletion of system {} not allowed",
+                    self.resource("exchange", name)
+                ),
+            });
         }
         let mut topology = self.write();
         let Some(x) = topology.exchanges.get(name) else {
             return Ok(());
         };
         if if_unused && !x.router.is_empty() {
-            return Err(precondition(format!(
-                "{} in use",
-                self.resource("exchange", name)
-            )));
+            return Err(BrokerError::InUse {
+                resource: self.resource("exchange", name),
+                what: "in use",
+            });
         }
         let mut removed = Vec::new();
         remove_exchange(&mut topology, name, &mut removed);
@@ -448,10 +503,10 @@ impl Registry {
         dest: Dest,
         key: &str,
         args: &FieldTable,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         let mut topology = self.write();
         self.check_binding_ends(&topology, source, &dest)?;
-        let Some(x) = topology.exchanges.get_mut(source) else {
+        let Some(x) = topology.exchange_mut(source) else {
             return Err(self.exchange_not_found(source));
         };
         x.router
@@ -462,7 +517,7 @@ impl Registry {
             let key = record.key();
             if topology
                 .durable_bindings
-                .insert(key.clone(), record)
+                .insert(key.clone(), Arc::new(record))
                 .is_none()
             {
                 let mut changes = DefinitionChanges::default();
@@ -485,7 +540,7 @@ impl Registry {
         key: &str,
         args: &FieldTable,
         connection: u64,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         if source.is_empty() || matches!(&dest, Dest::Exchange(x) if x.is_empty()) {
             return Err(default_exchange_error());
         }
@@ -501,7 +556,7 @@ impl Registry {
             Dest::Exchange(x) if !topology.exchanges.contains_key(x) => return Ok(()),
             Dest::Exchange(_) => None,
         };
-        let Some(x) = topology.exchanges.get_mut(source) else {
+        let Some(x) = topology.exchange_mut(source) else {
             return Ok(());
         };
         if !x.router.unbind(&dest, key, args) {
@@ -532,7 +587,7 @@ impl Registry {
         topology: &Topology,
         source: &str,
         dest: &Dest,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         if source.is_empty() || matches!(dest, Dest::Exchange(x) if x.is_empty()) {
             return Err(default_exchange_error());
         }
@@ -558,7 +613,7 @@ impl Registry {
         keys: &[&str],
         headers: Option<&FieldTable>,
         out: &mut Vec<QueueRef>,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         let topology = self.read();
         let mut names: Vec<Arc<str>> = Vec::new();
         if exchange.is_empty() {
@@ -572,7 +627,7 @@ impl Registry {
                 return Err(self.exchange_not_found(exchange));
             };
             if x.internal {
-                return Err(AmqpError::access_refused(format!(
+                return Err(BrokerError::access_refused(format!(
                     "cannot publish to internal {}",
                     self.resource("exchange", exchange)
                 )));
@@ -633,7 +688,7 @@ impl Registry {
 
     /// The queue `name` as `connection` may use it: 404 when missing, 405 when another
     /// connection's exclusive queue.
-    pub fn queue_for(&self, name: &str, connection: u64) -> Result<QueueRef, AmqpError> {
+    pub fn queue_for(&self, name: &str, connection: u64) -> Result<QueueRef, BrokerError> {
         let q = self.queue(name).ok_or_else(|| self.queue_not_found(name))?;
         match q.exclusive_owner {
             Some(owner) if owner != connection => Err(self.locked(name)),
@@ -641,14 +696,10 @@ impl Registry {
         }
     }
 
-    fn locked(&self, name: &str) -> AmqpError {
-        AmqpError::new(
-            ReplyCode::RESOURCE_LOCKED,
-            format!(
-                "cannot obtain exclusive access to locked {}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
-                self.resource("queue", name)
-            ),
-        )
+    fn locked(&self, name: &str) -> BrokerError {
+        BrokerError::Locked {
+            resource: self.resource("queue", name),
+        }
     }
 
     /// `queue.declare` (not passive): the existing queue after RabbitMQ's checks, or a new one
@@ -657,8 +708,8 @@ impl Registry {
         &self,
         spec: &QueueSpec,
         connection: u64,
-        create: impl FnOnce() -> Result<QueueRef, AmqpError>,
-    ) -> Result<(QueueRef, bool), AmqpError> {
+        create: impl FnOnce() -> Result<QueueRef, BrokerError>,
+    ) -> Result<(QueueRef, bool), BrokerError> {
         let mut topology = self.write();
         if let Some(q) = topology.queues.get(spec.name.as_str()) {
             let owner_ok = match q.exclusive_owner {
@@ -750,10 +801,10 @@ impl Registry {
     }
 }
 
-/// A queue-argument failure as the 406 channel error RabbitMQ sends. The text is RabbitMQ's;
-/// raw non-UTF-8 bytes of a value (rare) are shown as U+FFFD, since reply texts are `String`s.
-pub fn queue_arg_error(e: &QueueArgError) -> AmqpError {
-    AmqpError::new(ReplyCode::PRECONDITION_FAILED, e.to_string())
+/// A queue-argument failure (RabbitMQ's 406 and text); raw non-UTF-8 bytes of a value (rare)
+/// are shown as U+FFFD, since reply texts are `String`s.
+pub fn queue_arg_error(e: &QueueArgError) -> BrokerError {
+    BrokerError::precondition(e.to_string())
 }
 
 /// Removes an exchange and the bindings to it, then any auto-delete exchange that lost its
@@ -768,9 +819,19 @@ fn remove_exchange(topology: &mut Topology, name: &str, removed: &mut Vec<Arc<st
 
 fn unbind_everywhere(topology: &mut Topology, dest: &Dest, removed: &mut Vec<Arc<str>>) {
     let mut emptied = Vec::new();
-    for (name, x) in topology.exchanges.iter_mut() {
+    // Only the exchanges with a binding to `dest` are copied.
+    let bound: Vec<Arc<str>> = topology
+        .exchanges
+        .iter()
+        .filter(|(_, x)| x.router.leads_to(dest))
+        .map(|(name, _)| Arc::clone(name))
+        .collect();
+    for name in bound {
+        let Some(x) = topology.exchange_mut(&name) else {
+            continue;
+        };
         if x.router.unbind_all(dest) > 0 && x.auto_delete && x.router.is_empty() {
-            emptied.push(Arc::clone(name));
+            emptied.push(name);
         }
     }
     for name in emptied {
@@ -848,7 +909,7 @@ mod tests {
         assert_eq!(
             r.route("nope", &["k"], None, &mut Vec::new())
                 .unwrap_err()
-                .text,
+                .to_string(),
             "no exchange 'nope' in vhost '/'"
         );
     }
@@ -885,7 +946,7 @@ mod tests {
             arguments: bad,
         };
         assert_eq!(
-            r.declare_exchange(&spec, false).unwrap_err().text,
+            r.declare_exchange(&spec, false).unwrap_err().to_string(),
             "invalid type 'signedint' for arg 'alternate-exchange' in exchange 'bad' in vhost '/'"
         );
     }

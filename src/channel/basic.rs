@@ -347,7 +347,10 @@ pub(super) async fn publish(
     });
     if let Some(tx) = &mut ch.tx {
         if !s.registry.exchange_exists(message.exchange.as_str()) {
-            return Err(s.registry.exchange_not_found(message.exchange.as_str()));
+            return Err(s
+                .registry
+                .exchange_not_found(message.exchange.as_str())
+                .into());
         }
         tx.publishes.push(HeldPublish {
             message,

@@ -109,7 +109,7 @@ async fn run(
             } else {
                 queue::run(ch, s, method, out).await?;
             }
-            s.registry.definitions_synced_since(before).await
+            Ok(s.registry.definitions_synced_since(before).await?)
         }
         CLASS_BASIC => basic::run(ch, s, method, out).await,
         CLASS_TX => tx::run(ch, s, method, out).await,

@@ -219,7 +219,7 @@ fn declare_reply_queue(
             .and_then(|rest| rest.strip_prefix('.'))
             .is_some_and(|key| s.registry.reply_consumer(key).is_some());
     if !exists {
-        return Err(s.registry.queue_not_found(name));
+        return Err(s.registry.queue_not_found(name).into());
     }
     ch.last_queue = Some(name.to_owned());
     if !m.no_wait {

@@ -1,20 +1,23 @@
 //! The direct exchange: a binding selects a message whose routing key equals its binding key.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::protocol::FieldTable;
 
 /// Bindings indexed by binding key, so a publish costs one hash lookup whatever the count.
+///
+/// The index is a persistent map (structure shared between copies): the vhost's routing
+/// snapshot is copied on every definition change, and a copy costs O(1), a bind O(log n).
 #[derive(Debug, Clone)]
 pub struct DirectRouter<D> {
-    by_key: HashMap<Box<str>, Vec<(D, FieldTable)>>,
+    by_key: imbl::HashMap<Arc<str>, Arc<Vec<(D, FieldTable)>>>,
     len: usize,
 }
 
 impl<D> Default for DirectRouter<D> {
     fn default() -> Self {
         Self {
-            by_key: HashMap::new(),
+            by_key: imbl::HashMap::new(),
             len: 0,
         }
     }
@@ -22,22 +25,29 @@ impl<D> Default for DirectRouter<D> {
 
 impl<D: Clone + PartialEq> DirectRouter<D> {
     pub fn bind(&mut self, dest: D, key: &str, args: &FieldTable) -> bool {
-        let entries = self.by_key.entry(key.into()).or_default();
-        if entries.iter().any(|(d, a)| *d == dest && a == args) {
-            return false;
+        if let Some(entries) = self.by_key.get(key) {
+            if entries.iter().any(|(d, a)| *d == dest && a == args) {
+                return false;
+            }
         }
-        entries.push((dest, args.clone()));
+        let entries = self.by_key.entry(key.into()).or_default();
+        Arc::make_mut(entries).push((dest, args.clone()));
         self.len += 1;
         true
     }
 
     pub fn unbind(&mut self, dest: &D, key: &str, args: &FieldTable) -> bool {
+        let Some(at) = self
+            .by_key
+            .get(key)
+            .and_then(|entries| entries.iter().position(|(d, a)| d == dest && a == args))
+        else {
+            return false;
+        };
         let Some(entries) = self.by_key.get_mut(key) else {
             return false;
         };
-        let Some(at) = entries.iter().position(|(d, a)| d == dest && a == args) else {
-            return false;
-        };
+        let entries = Arc::make_mut(entries);
         entries.swap_remove(at);
         if entries.is_empty() {
             self.by_key.remove(key);
@@ -47,13 +57,32 @@ impl<D: Clone + PartialEq> DirectRouter<D> {
     }
 
     pub fn unbind_all(&mut self, dest: &D) -> usize {
+        let keys: Vec<Arc<str>> = self
+            .by_key
+            .iter()
+            .filter(|(_, entries)| entries.iter().any(|(d, _)| d == dest))
+            .map(|(k, _)| Arc::clone(k))
+            .collect();
         let before = self.len;
-        self.by_key.retain(|_, entries| {
+        for key in keys {
+            let Some(entries) = self.by_key.get_mut(&*key) else {
+                continue;
+            };
+            let entries = Arc::make_mut(entries);
+            let had = entries.len();
             entries.retain(|(d, _)| d != dest);
-            !entries.is_empty()
-        });
-        self.len = self.by_key.values().map(Vec::len).sum();
+            self.len -= had - entries.len();
+            if entries.is_empty() {
+                self.by_key.remove(&*key);
+            }
+        }
         before - self.len
+    }
+
+    pub fn leads_to(&self, dest: &D) -> bool {
+        self.by_key
+            .values()
+            .any(|entries| entries.iter().any(|(d, _)| d == dest))
     }
 
     pub fn route(&self, routing_key: &str, out: &mut Vec<D>) {

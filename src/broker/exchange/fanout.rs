@@ -1,16 +1,20 @@
 //! The fanout exchange: every binding selects every message, whatever its key.
 
+use std::sync::Arc;
+
 use crate::protocol::FieldTable;
 
+/// The bindings in a persistent vector of shared entries: copying the router (the routing
+/// snapshot does on every definition change) costs O(1), a bind O(1) amortised.
 #[derive(Debug, Clone)]
 pub struct FanoutRouter<D> {
-    bindings: Vec<(D, Box<str>, FieldTable)>,
+    bindings: imbl::Vector<Arc<(D, Box<str>, FieldTable)>>,
 }
 
 impl<D> Default for FanoutRouter<D> {
     fn default() -> Self {
         Self {
-            bindings: Vec::new(),
+            bindings: imbl::Vector::new(),
         }
     }
 }
@@ -20,7 +24,8 @@ impl<D: Clone + PartialEq> FanoutRouter<D> {
         if self.position(&dest, key, args).is_some() {
             return false;
         }
-        self.bindings.push((dest, key.into(), args.clone()));
+        self.bindings
+            .push_back(Arc::new((dest, key.into(), args.clone())));
         true
     }
 
@@ -36,12 +41,16 @@ impl<D: Clone + PartialEq> FanoutRouter<D> {
 
     pub fn unbind_all(&mut self, dest: &D) -> usize {
         let before = self.bindings.len();
-        self.bindings.retain(|(d, _, _)| d != dest);
+        self.bindings.retain(|b| b.0 != *dest);
         before - self.bindings.len()
     }
 
+    pub fn leads_to(&self, dest: &D) -> bool {
+        self.bindings.iter().any(|b| b.0 == *dest)
+    }
+
     pub fn route(&self, out: &mut Vec<D>) {
-        out.extend(self.bindings.iter().map(|(d, _, _)| d.clone()));
+        out.extend(self.bindings.iter().map(|b| b.0.clone()));
     }
 
     pub fn len(&self) -> usize {
@@ -55,7 +64,7 @@ impl<D: Clone + PartialEq> FanoutRouter<D> {
     fn position(&self, dest: &D, key: &str, args: &FieldTable) -> Option<usize> {
         self.bindings
             .iter()
-            .position(|(d, k, a)| d == dest && &**k == key && a == args)
+            .position(|b| b.0 == *dest && &*b.1 == key && b.2 == *args)
     }
 }
 

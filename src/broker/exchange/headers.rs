@@ -7,6 +7,7 @@
 //! long string or byte array, nested arrays and tables exactly.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::protocol::{FieldTable, FieldValue};
 
@@ -27,15 +28,17 @@ struct Binding<D> {
     pattern: Vec<(String, FieldValue)>,
 }
 
+/// The bindings in a persistent vector of shared entries: copying the router (the routing
+/// snapshot does on every definition change) costs O(1), a bind O(1) amortised.
 #[derive(Debug, Clone)]
 pub struct HeadersRouter<D> {
-    bindings: Vec<Binding<D>>,
+    bindings: imbl::Vector<Arc<Binding<D>>>,
 }
 
 impl<D> Default for HeadersRouter<D> {
     fn default() -> Self {
         Self {
-            bindings: Vec::new(),
+            bindings: imbl::Vector::new(),
         }
     }
 }
@@ -139,13 +142,13 @@ impl<D: Clone + PartialEq> HeadersRouter<D> {
             })
             .map(|(name, value)| (name.as_str().to_owned(), value.clone()))
             .collect();
-        self.bindings.push(Binding {
+        self.bindings.push_back(Arc::new(Binding {
             dest,
             key: key.into(),
             args: args.clone(),
             mode,
             pattern,
-        });
+        }));
         true
     }
 
@@ -163,6 +166,10 @@ impl<D: Clone + PartialEq> HeadersRouter<D> {
         let before = self.bindings.len();
         self.bindings.retain(|b| b.dest != *dest);
         before - self.bindings.len()
+    }
+
+    pub fn leads_to(&self, dest: &D) -> bool {
+        self.bindings.iter().any(|b| b.dest == *dest)
     }
 
     pub fn route(&self, headers: Option<&FieldTable>, out: &mut Vec<D>) {

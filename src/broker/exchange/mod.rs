@@ -117,6 +117,17 @@ impl<D: Clone + PartialEq> Router<D> {
         }
     }
 
+    /// Whether some binding leads to `dest` (read-only, so a caller can copy only the routers
+    /// that a removal changes).
+    pub fn leads_to(&self, dest: &D) -> bool {
+        match self {
+            Self::Direct(r) => r.leads_to(dest),
+            Self::Fanout(r) => r.leads_to(dest),
+            Self::Topic(r) => r.leads_to(dest),
+            Self::Headers(r) => r.leads_to(dest),
+        }
+    }
+
     /// Appends the destinations selected for a message to `out` (possibly with repeats).
     pub fn route(&self, routing_key: &str, headers: Option<&FieldTable>, out: &mut Vec<D>) {
         match self {

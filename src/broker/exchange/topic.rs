@@ -2,7 +2,7 @@
 //! and `#` zero or more. Bindings live in a trie of words, so a publish walks only the branches
 //! its key can match, whatever the number of bindings (100k bindings cost about what 10 do).
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::protocol::FieldTable;
 
@@ -10,6 +10,10 @@ use crate::protocol::FieldTable;
 ///
 /// Invariants: every node other than the root has a binding at or below it (empty branches are
 /// pruned on unbind), and `len` is the number of `(destination, key, args)` bindings stored.
+///
+/// The trie is persistent (children in a persistent map, shared nodes behind `Arc`): the
+/// vhost's routing snapshot is copied on every definition change, and a copy costs O(1), a bind
+/// or unbind the nodes on its path.
 #[derive(Debug, Clone)]
 pub struct TopicRouter<D> {
     root: Node<D>,
@@ -18,25 +22,25 @@ pub struct TopicRouter<D> {
 
 #[derive(Debug, Clone)]
 struct Node<D> {
-    words: HashMap<Box<str>, Node<D>>,
-    star: Option<Box<Node<D>>>,
-    hash: Option<Box<Node<D>>>,
+    words: imbl::HashMap<Arc<str>, Node<D>>,
+    star: Option<Arc<Node<D>>>,
+    hash: Option<Arc<Node<D>>>,
     /// Bindings whose key ends here.
-    bindings: Vec<(D, FieldTable)>,
+    bindings: Arc<Vec<(D, FieldTable)>>,
 }
 
 impl<D> Default for Node<D> {
     fn default() -> Self {
         Self {
-            words: HashMap::new(),
+            words: imbl::HashMap::new(),
             star: None,
             hash: None,
-            bindings: Vec::new(),
+            bindings: Arc::new(Vec::new()),
         }
     }
 }
 
-impl<D> Node<D> {
+impl<D: Clone> Node<D> {
     fn is_empty(&self) -> bool {
         self.bindings.is_empty()
             && self.words.is_empty()
@@ -46,8 +50,8 @@ impl<D> Node<D> {
 
     fn child_mut(&mut self, word: &str) -> &mut Node<D> {
         match word {
-            "*" => self.star.get_or_insert_with(Default::default),
-            "#" => self.hash.get_or_insert_with(Default::default),
+            "*" => Arc::make_mut(self.star.get_or_insert_with(Default::default)),
+            "#" => Arc::make_mut(self.hash.get_or_insert_with(Default::default)),
             _ => self.words.entry(word.into()).or_default(),
         }
     }
@@ -74,16 +78,23 @@ fn words(key: &str) -> impl Iterator<Item = &str> {
 
 impl<D: Clone + PartialEq> TopicRouter<D> {
     pub fn bind(&mut self, dest: D, key: &str, args: &FieldTable) -> bool {
-        let node = words(key).fold(&mut self.root, |node, word| node.child_mut(word));
-        if node.bindings.iter().any(|(d, a)| *d == dest && a == args) {
+        if find(&self.root, key)
+            .is_some_and(|n| n.bindings.iter().any(|(d, a)| *d == dest && a == args))
+        {
             return false;
         }
-        node.bindings.push((dest, args.clone()));
+        let node = words(key).fold(&mut self.root, |node, word| node.child_mut(word));
+        Arc::make_mut(&mut node.bindings).push((dest, args.clone()));
         self.len += 1;
         true
     }
 
     pub fn unbind(&mut self, dest: &D, key: &str, args: &FieldTable) -> bool {
+        let bound = find(&self.root, key)
+            .is_some_and(|n| n.bindings.iter().any(|(d, a)| d == dest && a == args));
+        if !bound {
+            return false;
+        }
         let path: Vec<&str> = words(key).collect();
         let removed = remove_at(&mut self.root, &path, &mut |bindings| match bindings
             .iter()
@@ -105,6 +116,10 @@ impl<D: Clone + PartialEq> TopicRouter<D> {
         removed
     }
 
+    pub fn leads_to(&self, dest: &D) -> bool {
+        leads_to(&self.root, dest)
+    }
+
     pub fn route(&self, routing_key: &str, out: &mut Vec<D>) {
         let key: Vec<&str> = words(routing_key).collect();
         let mut seen = Vec::new();
@@ -118,6 +133,16 @@ impl<D: Clone + PartialEq> TopicRouter<D> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// The node a binding key ends at, if the trie has it (read-only, so a refused bind or unbind
+/// copies nothing).
+fn find<'n, D>(root: &'n Node<D>, key: &str) -> Option<&'n Node<D>> {
+    words(key).try_fold(root, |node, word| match word {
+        "*" => node.star.as_deref(),
+        "#" => node.hash.as_deref(),
+        _ => node.words.get(word),
+    })
 }
 
 /// Collects the bindings of every node that matches `key[at..]` starting from `node`.
@@ -160,9 +185,9 @@ fn walk<D: Clone>(
 type RemoveFn<'f, D> = dyn FnMut(&mut Vec<(D, FieldTable)>) -> usize + 'f;
 
 /// Applies `remove` to the bindings at the end of `path` and prunes the branches left empty.
-fn remove_at<D>(node: &mut Node<D>, path: &[&str], remove: &mut RemoveFn<'_, D>) -> usize {
+fn remove_at<D: Clone>(node: &mut Node<D>, path: &[&str], remove: &mut RemoveFn<'_, D>) -> usize {
     let Some((word, rest)) = path.split_first() else {
-        return remove(&mut node.bindings);
+        return remove(Arc::make_mut(&mut node.bindings));
     };
     match *word {
         "*" => remove_in_slot(&mut node.star, rest, remove),
@@ -180,14 +205,15 @@ fn remove_at<D>(node: &mut Node<D>, path: &[&str], remove: &mut RemoveFn<'_, D>)
     }
 }
 
-fn remove_in_slot<D>(
-    slot: &mut Option<Box<Node<D>>>,
+fn remove_in_slot<D: Clone>(
+    slot: &mut Option<Arc<Node<D>>>,
     rest: &[&str],
     remove: &mut RemoveFn<'_, D>,
 ) -> usize {
     let Some(child) = slot else {
         return 0;
     };
+    let child = Arc::make_mut(child);
     let removed = remove_at(child, rest, remove);
     if child.is_empty() {
         *slot = None;
@@ -195,19 +221,48 @@ fn remove_in_slot<D>(
     removed
 }
 
-fn remove_everywhere<D: PartialEq>(node: &mut Node<D>, dest: &D) -> usize {
-    let before = node.bindings.len();
-    node.bindings.retain(|(d, _)| d != dest);
-    let mut removed = before - node.bindings.len();
-    node.words.retain(|_, child| {
-        removed += remove_everywhere(child, dest);
-        !child.is_empty()
-    });
-    for slot in [&mut node.star, &mut node.hash] {
-        if let Some(child) = slot {
+/// Whether any binding at or below `node` leads to `dest`.
+fn leads_to<D: PartialEq>(node: &Node<D>, dest: &D) -> bool {
+    node.bindings.iter().any(|(d, _)| d == dest)
+        || node.words.values().any(|child| leads_to(child, dest))
+        || node.star.as_deref().is_some_and(|c| leads_to(c, dest))
+        || node.hash.as_deref().is_some_and(|c| leads_to(c, dest))
+}
+
+/// Removes every binding to `dest`, copying only the branches that hold one.
+fn remove_everywhere<D: Clone + PartialEq>(node: &mut Node<D>, dest: &D) -> usize {
+    if !leads_to(node, dest) {
+        return 0;
+    }
+    let mut removed = 0;
+    if node.bindings.iter().any(|(d, _)| d == dest) {
+        let bindings = Arc::make_mut(&mut node.bindings);
+        let before = bindings.len();
+        bindings.retain(|(d, _)| d != dest);
+        removed += before - bindings.len();
+    }
+    let words: Vec<Arc<str>> = node
+        .words
+        .iter()
+        .filter(|(_, child)| leads_to(child, dest))
+        .map(|(word, _)| Arc::clone(word))
+        .collect();
+    for word in words {
+        if let Some(child) = node.words.get_mut(&*word) {
             removed += remove_everywhere(child, dest);
             if child.is_empty() {
-                *slot = None;
+                node.words.remove(&*word);
+            }
+        }
+    }
+    for slot in [&mut node.star, &mut node.hash] {
+        if let Some(child) = slot {
+            if leads_to(child, dest) {
+                let child = Arc::make_mut(child);
+                removed += remove_everywhere(child, dest);
+                if child.is_empty() {
+                    *slot = None;
+                }
             }
         }
     }

@@ -15,12 +15,12 @@ use super::dead_letters::dead_letter_message;
 use super::paging::{Disk, Recovered};
 use super::state::{Delivery, Entry, OwnerId, Position, QueueState};
 use crate::broker::dead_letter::{effective_ttl, DeathReason};
+use crate::broker::error::{resource, BrokerError};
 use crate::broker::message::Message;
 use crate::broker::persist::Persistence;
 use crate::broker::queue_args::{Overflow, QueueArgs};
 use crate::broker::registry::{QueueSpec, Registry};
-use crate::error::AmqpError;
-use crate::protocol::{FieldTable, ReplyCode, ShortStr};
+use crate::protocol::{FieldTable, ShortStr};
 
 /// Commands waiting in a queue's mailbox; a full mailbox makes publishers wait (flow control).
 pub const MAILBOX: usize = 1024;
@@ -136,7 +136,7 @@ pub enum Command {
         spec: ConsumerSpec,
         sink: Sink,
         exclusive: bool,
-        reply: oneshot::Sender<Result<(), AmqpError>>,
+        reply: oneshot::Sender<Result<(), BrokerError>>,
     },
     Cancel {
         id: ConsumerId,
@@ -168,7 +168,7 @@ pub enum Command {
     Delete {
         if_unused: bool,
         if_empty: bool,
-        reply: oneshot::Sender<Result<u32, AmqpError>>,
+        reply: oneshot::Sender<Result<u32, BrokerError>>,
     },
 }
 
@@ -422,12 +422,12 @@ impl QueueTask {
         spec: ConsumerSpec,
         sink: Sink,
         exclusive: bool,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<(), BrokerError> {
         // RabbitMQ never grants an exclusive consume on a single-active-consumer queue.
         let busy = self.exclusive_consumer.is_some()
             || (exclusive && (self.args.single_active_consumer || self.consumer_total() > 0));
         if busy {
-            return Err(AmqpError::access_refused(format!(
+            return Err(BrokerError::access_refused(format!(
                 "queue '{}' in vhost '{}' in exclusive use",
                 self.name,
                 self.vhost()
@@ -548,19 +548,19 @@ impl QueueTask {
         &mut self,
         if_unused: bool,
         if_empty: bool,
-        reply: oneshot::Sender<Result<u32, AmqpError>>,
+        reply: oneshot::Sender<Result<u32, BrokerError>>,
     ) -> Flow {
-        let resource = format!("queue '{}' in vhost '{}'", self.name, self.vhost());
+        let resource = || resource("queue", &self.name, &self.vhost());
         if if_unused && self.consumer_total() > 0 {
-            let _ = reply.send(Err(AmqpError::new(
-                ReplyCode::PRECONDITION_FAILED,
-                format!("{resource} in use"),
-            )));
+            let _ = reply.send(Err(BrokerError::InUse {
+                resource: resource(),
+                what: "in use",
+            }));
         } else if if_empty && self.ready_total().0 > 0 {
-            let _ = reply.send(Err(AmqpError::new(
-                ReplyCode::PRECONDITION_FAILED,
-                format!("{resource} not empty"),
-            )));
+            let _ = reply.send(Err(BrokerError::InUse {
+                resource: resource(),
+                what: "not empty",
+            }));
         } else {
             let messages = count64to32(self.ready_total().0);
             self.shut_down();
