@@ -681,7 +681,7 @@ impl Registry {
             };
             queue_args::check_equivalence(
                 &QueueName::new(self.vhost.as_str(), spec.name.as_str()),
-                (current, &q.arguments),
+                (current, q.arguments()),
                 (requested, &spec.arguments),
             )
             .map_err(|e| queue_arg_error(&e))?;
@@ -695,7 +695,7 @@ impl Registry {
             let record = QueueRecord {
                 id: q.id,
                 auto_delete: q.auto_delete,
-                arguments: q.arguments.clone(),
+                arguments: q.arguments().clone(),
             };
             let mut changes = DefinitionChanges::default();
             changes.put(
@@ -801,9 +801,9 @@ mod tests {
                     durable: false,
                     auto_delete: false,
                     exclusive_owner: None,
-                    arguments: FieldTable::new(),
-                    args: Default::default(),
-                    admission: None,
+                    declared: Default::default(),
+                    settings: Default::default(),
+                    admission: Default::default(),
                     tx,
                     positions: Default::default(),
                 }))
