@@ -18,6 +18,7 @@ use super::persist::{
 };
 use super::queue::{ConnEvent, QueueRef};
 use super::queue_args::{self, QueueArgError, QueueFlags, QueueName};
+use super::settings::{effective_alternate, PolicyValues};
 use crate::error::AmqpError;
 use crate::protocol::{FieldTable, FieldValue, ReplyCode};
 
@@ -45,15 +46,14 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
+    /// The alternate exchange in force (`settings::effective_alternate`).
+    alternate: Option<Arc<str>>,
     router: Router<Dest>,
 }
 
 impl Exchange {
     fn alternate(&self) -> Option<&str> {
-        match self.arguments.get("alternate-exchange") {
-            Some(FieldValue::LongStr(name)) => std::str::from_utf8(name).ok(),
-            _ => None,
-        }
+        self.alternate.as_deref()
     }
 }
 
@@ -143,6 +143,7 @@ impl Registry {
                     auto_delete: false,
                     internal: false,
                     arguments: FieldTable::new(),
+                    alternate: None,
                     router: Router::new(kind),
                 },
             );
@@ -298,6 +299,7 @@ impl Registry {
                 durable: true,
                 auto_delete: record.auto_delete,
                 internal: record.internal,
+                alternate: effective_alternate(&record.arguments, None),
                 arguments: record.arguments,
                 router: Router::new(kind),
             },
@@ -403,6 +405,7 @@ impl Registry {
                     auto_delete: spec.auto_delete,
                     internal: spec.internal,
                     arguments: spec.arguments.clone(),
+                    alternate: effective_alternate(&spec.arguments, None),
                     router: Router::new(kind),
                 };
                 let changes = self.exchange_record_changes(&spec.name, &x);
@@ -617,6 +620,17 @@ impl Registry {
                 .map(Arc::clone),
         );
         Ok(())
+    }
+
+    /// Recomputes exchange `name`'s alternate exchange with `policy` as its matching policy
+    /// (the policy work calls this); `false` when there is no such exchange.
+    pub fn reconfigure_exchange(&self, name: &str, policy: Option<&PolicyValues>) -> bool {
+        let mut topology = self.write();
+        let Some(x) = topology.exchanges.get_mut(name) else {
+            return false;
+        };
+        x.alternate = effective_alternate(&x.arguments, policy);
+        true
     }
 
     pub fn exchange_exists(&self, name: &str) -> bool {
@@ -888,6 +902,29 @@ mod tests {
             r.declare_exchange(&spec, false).unwrap_err().text,
             "invalid type 'signedint' for arg 'alternate-exchange' in exchange 'bad' in vhost '/'"
         );
+    }
+
+    #[test]
+    fn a_policy_gives_an_exchange_an_alternate_that_its_argument_overrides() {
+        let r = Registry::new("/");
+        queue(&r, "q");
+        exchange(&r, "ae", "fanout", FieldTable::new(), false);
+        exchange(&r, "x", "direct", FieldTable::new(), false);
+        r.bind("ae", Dest::Queue("q".into()), "", &FieldTable::new())
+            .unwrap();
+        assert!(routed(&r, "x", "k").is_empty());
+        let policy = PolicyValues {
+            alternate_exchange: Some("ae".into()),
+            ..PolicyValues::default()
+        };
+        assert!(r.reconfigure_exchange("x", Some(&policy)));
+        assert_eq!(routed(&r, "x", "k"), ["q"]);
+        let mut args = FieldTable::new();
+        args.insert("alternate-exchange", FieldValue::LongStr("none".into()));
+        exchange(&r, "y", "direct", args, false);
+        assert!(r.reconfigure_exchange("y", Some(&policy)));
+        assert!(routed(&r, "y", "k").is_empty(), "the argument wins");
+        assert!(!r.reconfigure_exchange("missing", Some(&policy)));
     }
 
     #[test]

@@ -17,9 +17,10 @@ use super::queue::Command;
 use super::queue_args::{Overflow, QueueArgs, QueueType, QUORUM_DEFAULT_DELIVERY_LIMIT};
 use super::registry::Registry;
 use crate::error::AmqpError;
+use crate::protocol::{FieldTable, FieldValue};
 
-/// The keys of a policy (or operator policy) definition that shape a queue, already
-/// validated. `None`: the policy does not set the key.
+/// The keys of a policy (or operator policy) definition that shape a queue or an exchange,
+/// already validated. `None`: the policy does not set the key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyValues {
     /// `message-ttl` in ms.
@@ -32,6 +33,8 @@ pub struct PolicyValues {
     pub dead_letter_exchange: Option<Bytes>,
     pub dead_letter_routing_key: Option<Bytes>,
     pub delivery_limit: Option<u64>,
+    /// `alternate-exchange`, for exchanges.
+    pub alternate_exchange: Option<Arc<str>>,
 }
 
 /// A queue's rules in force. Invariant: `dead_letter_routing_key` is only set with
@@ -173,6 +176,19 @@ fn delivery_limit(declared: &QueueArgs, policy: Option<u64>) -> Option<u64> {
     }
 }
 
+/// An exchange's alternate exchange: its `alternate-exchange` argument (a longstr naming an
+/// exchange; a name that is not UTF-8 can name none), else the policy's. The argument wins,
+/// as in `rabbit_policy:get_arg/3`, which `rabbit_exchange` routes by.
+pub fn effective_alternate(
+    arguments: &FieldTable,
+    policy: Option<&PolicyValues>,
+) -> Option<Arc<str>> {
+    match arguments.get("alternate-exchange") {
+        Some(FieldValue::LongStr(name)) => std::str::from_utf8(name).ok().map(Arc::from),
+        _ => policy.and_then(|p| p.alternate_exchange.clone()),
+    }
+}
+
 impl Registry {
     /// Recomputes the live queue `name`'s settings from its declared arguments and these
     /// policies and has its task apply them; resolves once the queue runs by them. Kept beside
@@ -198,7 +214,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::broker::queue_args::QueueName;
-    use crate::protocol::{FieldTable, FieldValue};
 
     fn declared(pairs: &[(&str, FieldValue)]) -> QueueArgs {
         let mut table = FieldTable::new();
@@ -298,6 +313,25 @@ mod tests {
         let e = effective(&QueueArgs::default(), Some(&policy), Some(&operator));
         assert_eq!(e.overflow, Overflow::RejectPublishDlx);
         assert_eq!(e.dead_letter_exchange, None);
+    }
+
+    #[test]
+    fn an_alternate_exchange_argument_wins_over_the_policy() {
+        let policy = PolicyValues {
+            alternate_exchange: Some("from-policy".into()),
+            ..PolicyValues::default()
+        };
+        let mut args = FieldTable::new();
+        assert_eq!(effective_alternate(&args, None), None);
+        assert_eq!(
+            effective_alternate(&args, Some(&policy)).as_deref(),
+            Some("from-policy")
+        );
+        args.insert("alternate-exchange", s("from-arg"));
+        assert_eq!(
+            effective_alternate(&args, Some(&policy)).as_deref(),
+            Some("from-arg")
+        );
     }
 
     #[test]
