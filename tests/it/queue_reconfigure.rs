@@ -171,3 +171,69 @@ async fn a_policy_limit_turns_on_reject_publish_on_a_live_queue() {
     assert!(publish_confirmed(&mut c, "open", b"4", 4).await);
     assert_eq!(ready(&mut c, "open").await, 2);
 }
+
+#[tokio::test]
+async fn a_policy_dead_letter_target_takes_what_a_shrunk_limit_drops() {
+    let server = start_server(|_| {}).await;
+    let mut c = RawClient::open(server.addr, "reconfigure-dlx", 0).await;
+    c.open_channel(1).await;
+    c.confirm_select(1).await;
+    c.declare_queue(1, "work").await;
+    c.declare_queue(1, "dropped").await;
+    for (i, body) in [b"w1", b"w2", b"w3"].iter().enumerate() {
+        assert!(publish_confirmed(&mut c, "work", *body, i as u64 + 1).await);
+    }
+    let policy = PolicyValues {
+        max_length: Some(1),
+        dead_letter_exchange: Some(bytes::Bytes::from_static(b"")),
+        dead_letter_routing_key: Some(bytes::Bytes::from_static(b"dropped")),
+        ..PolicyValues::default()
+    };
+    reconfigure(&server, "work", &policy).await;
+    assert_eq!(c.drain(1, "work").await, [b"w3".to_vec()]);
+    // The copies are try-sent from the queue task: give them a moment.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        c.drain(1, "dropped").await,
+        [b"w1".to_vec(), b"w2".to_vec()]
+    );
+}
+
+/// A queue past its in-memory high mark keeps its tail on disk only; a length limit that a
+/// policy adds later must count (and drop) that tail too.
+#[tokio::test]
+async fn a_limit_added_to_a_paging_queue_counts_its_tail_on_disk() {
+    const SENT: u64 = 5000;
+    let server = start_server(|_| {}).await;
+    let mut c = RawClient::open(server.addr, "reconfigure-paging", 0).await;
+    c.open_channel(1).await;
+    c.confirm_select(1).await;
+    c.declare_queue(1, "deep").await;
+    for i in 1..=SENT {
+        c.publish(1, "", "deep", format!("m{i}").as_bytes()).await;
+    }
+    let mut acked = 0;
+    while acked < SENT {
+        match c.next_method().await.1 {
+            Method::BasicAck(a) => {
+                acked = if a.multiple {
+                    a.delivery_tag
+                } else {
+                    acked + 1
+                }
+            }
+            other => panic!("expected an ack, got {other:?}"),
+        }
+    }
+    assert_eq!(u64::from(ready(&mut c, "deep").await), SENT);
+    let policy = PolicyValues {
+        max_length: Some(3),
+        ..PolicyValues::default()
+    };
+    reconfigure(&server, "deep", &policy).await;
+    assert_eq!(ready(&mut c, "deep").await, 3);
+    assert_eq!(
+        c.drain(1, "deep").await,
+        [b"m4998".to_vec(), b"m4999".to_vec(), b"m5000".to_vec()]
+    );
+}
