@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::queue::Command;
-use super::queue_args::{Overflow, QueueArgs, QueueType, QUORUM_DEFAULT_DELIVERY_LIMIT};
+use super::queue_args::{Overflow, QueueArgs};
 use super::registry::Registry;
 use crate::error::AmqpError;
 use crate::protocol::{FieldTable, FieldValue};
@@ -161,18 +161,13 @@ fn merge_policies(
 }
 
 /// The delivery limit in force: the smaller of the declared one and the policy's; a declared
-/// negative limit (unlimited) yields to a policy's (RabbitMQ 4.x); a quorum queue with
-/// neither gets [`QUORUM_DEFAULT_DELIVERY_LIMIT`].
+/// negative limit (unlimited) yields to a policy's (RabbitMQ 4.x); without a policy, the
+/// declared one or the quorum default ([`QueueArgs::effective_delivery_limit`]).
 fn delivery_limit(declared: &QueueArgs, policy: Option<u64>) -> Option<u64> {
-    let declared_key = declared.arguments.get("x-delivery-limit").is_some();
     match (declared.delivery_limit, policy) {
         (Some(a), Some(b)) => Some(a.min(b)),
-        (Some(a), None) => Some(a),
         (None, Some(b)) => Some(b),
-        (None, None) if !declared_key && declared.queue_type == QueueType::Quorum => {
-            Some(QUORUM_DEFAULT_DELIVERY_LIMIT)
-        }
-        (None, None) => None,
+        (_, None) => declared.effective_delivery_limit(),
     }
 }
 
