@@ -117,6 +117,7 @@ fn task(c: &mut Criterion) {
                                             position: q.take_position(),
                                             message: Arc::clone(&msg),
                                             stored: false,
+                                            admitted: false,
                                         })
                                         .collect();
                                     let _ = q.tx.send(Command::Publish(batch)).await;

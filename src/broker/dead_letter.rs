@@ -428,8 +428,14 @@ impl DeadLettered {
     /// `rabbit_dead_letter:detect_cycles/3`: a rejected message is never dropped as a cycle;
     /// otherwise see [`Deaths::returns_to`]. RabbitMQ logs and drops the copy for such a queue.
     pub fn is_cycle(&self, target_queue: &str) -> bool {
-        self.reason != DeathReason::Rejected && self.deaths.returns_to(target_queue)
+        is_cycle(self.reason, &self.deaths, target_queue)
     }
+}
+
+/// Whether a copy dead-lettered for `reason` with history `deaths` must not go to
+/// `target_queue` (see [`DeadLettered::is_cycle`]).
+pub fn is_cycle(reason: DeathReason, deaths: &Deaths, target_queue: &str) -> bool {
+    reason != DeathReason::Rejected && deaths.returns_to(target_queue)
 }
 
 /// Dead-letters a message: records the death in its history and builds the copy's properties

@@ -9,10 +9,12 @@ pub mod error;
 pub mod exchange;
 pub mod message;
 pub mod persist;
+pub mod publish;
 pub mod queue;
 pub mod queue_args;
 pub mod recovery;
 pub mod registry;
+pub mod settings;
 pub mod token;
 mod users;
 mod vhost;
@@ -41,8 +43,8 @@ pub const DEFAULT_USER: &str = "guest";
 /// The model sits behind a `std::sync::RwLock`: readers are the connection-open path (login,
 /// vhost open), a map lookup and a clone each, never across an `.await`; writers are
 /// [`Broker::apply`], serialised by `changing` so that validation, the store write and the
-/// update see one state. An `ArcSwap`-style snapshot would spare readers even that brief lock
-/// but needs a dependency and a full copy per change; changes are rare and reads are short.
+/// update see one state. Unlike a vhost's routing topology (an `ArcSwap` snapshot, read on
+/// every publish), this is read only when a connection opens, so a brief lock is enough.
 #[derive(Debug)]
 pub struct Broker {
     access: RwLock<Access>,

@@ -24,6 +24,7 @@ use super::persist::{
 };
 use super::queue::{ConnEvent, QueueRef};
 use super::queue_args::{self, QueueArgError, QueueFlags, QueueName};
+use super::settings::{effective_alternate, PolicyValues};
 use crate::protocol::{FieldTable, FieldValue};
 
 /// The exchanges every vhost has (besides the default one, named "").
@@ -50,15 +51,14 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
+    /// The alternate exchange in force (`settings::effective_alternate`).
+    alternate: Option<Arc<str>>,
     router: Router<Dest>,
 }
 
 impl Exchange {
     fn alternate(&self) -> Option<&str> {
-        match self.arguments.get("alternate-exchange") {
-            Some(FieldValue::LongStr(name)) => std::str::from_utf8(name).ok(),
-            _ => None,
-        }
+        self.alternate.as_deref()
     }
 }
 
@@ -182,6 +182,7 @@ impl Registry {
                     auto_delete: false,
                     internal: false,
                     arguments: FieldTable::new(),
+                    alternate: None,
                     router: Router::new(kind),
                 }),
             );
@@ -338,6 +339,7 @@ impl Registry {
                 durable: true,
                 auto_delete: record.auto_delete,
                 internal: record.internal,
+                alternate: effective_alternate(&record.arguments, None),
                 arguments: record.arguments,
                 router: Router::new(kind),
             }),
@@ -454,6 +456,7 @@ impl Registry {
                     auto_delete: spec.auto_delete,
                     internal: spec.internal,
                     arguments: spec.arguments.clone(),
+                    alternate: effective_alternate(&spec.arguments, None),
                     router: Router::new(kind),
                 };
                 let changes = self.exchange_record_changes(&spec.name, &x);
@@ -674,6 +677,17 @@ impl Registry {
         Ok(())
     }
 
+    /// Recomputes exchange `name`'s alternate exchange with `policy` as its matching policy
+    /// (the policy work calls this); `false` when there is no such exchange.
+    pub fn reconfigure_exchange(&self, name: &str, policy: Option<&PolicyValues>) -> bool {
+        let mut topology = self.write();
+        let Some(x) = topology.exchange_mut(name) else {
+            return false;
+        };
+        x.alternate = effective_alternate(&x.arguments, policy);
+        true
+    }
+
     pub fn exchange_exists(&self, name: &str) -> bool {
         name.is_empty() || self.read().exchanges.contains_key(name)
     }
@@ -732,7 +746,7 @@ impl Registry {
             };
             queue_args::check_equivalence(
                 &QueueName::new(self.vhost.as_str(), spec.name.as_str()),
-                (current, &q.arguments),
+                (current, q.arguments()),
                 (requested, &spec.arguments),
             )
             .map_err(|e| queue_arg_error(&e))?;
@@ -746,7 +760,7 @@ impl Registry {
             let record = QueueRecord {
                 id: q.id,
                 auto_delete: q.auto_delete,
-                arguments: q.arguments.clone(),
+                arguments: q.arguments().clone(),
             };
             let mut changes = DefinitionChanges::default();
             changes.put(
@@ -862,9 +876,9 @@ mod tests {
                     durable: false,
                     auto_delete: false,
                     exclusive_owner: None,
-                    arguments: FieldTable::new(),
-                    args: Default::default(),
-                    admission: None,
+                    declared: Default::default(),
+                    settings: Default::default(),
+                    admission: Default::default(),
                     tx,
                     positions: Default::default(),
                 }))
@@ -949,6 +963,29 @@ mod tests {
             r.declare_exchange(&spec, false).unwrap_err().to_string(),
             "invalid type 'signedint' for arg 'alternate-exchange' in exchange 'bad' in vhost '/'"
         );
+    }
+
+    #[test]
+    fn a_policy_gives_an_exchange_an_alternate_that_its_argument_overrides() {
+        let r = Registry::new("/");
+        queue(&r, "q");
+        exchange(&r, "ae", "fanout", FieldTable::new(), false);
+        exchange(&r, "x", "direct", FieldTable::new(), false);
+        r.bind("ae", Dest::Queue("q".into()), "", &FieldTable::new())
+            .unwrap();
+        assert!(routed(&r, "x", "k").is_empty());
+        let policy = PolicyValues {
+            alternate_exchange: Some("ae".into()),
+            ..PolicyValues::default()
+        };
+        assert!(r.reconfigure_exchange("x", Some(&policy)));
+        assert_eq!(routed(&r, "x", "k"), ["q"]);
+        let mut args = FieldTable::new();
+        args.insert("alternate-exchange", FieldValue::LongStr("none".into()));
+        exchange(&r, "y", "direct", args, false);
+        assert!(r.reconfigure_exchange("y", Some(&policy)));
+        assert!(routed(&r, "y", "k").is_empty(), "the argument wins");
+        assert!(!r.reconfigure_exchange("missing", Some(&policy)));
     }
 
     #[test]

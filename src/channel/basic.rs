@@ -11,20 +11,16 @@ use super::methods::{precondition, reply, request, unimplemented};
 use super::queue::queue_name;
 use super::session::{Out, Session};
 use super::state::{Channel, ConsumerEntry, HeldPublish};
-use crate::broker::dead_letter::{parse_expiration, DeathReason};
+use crate::broker::dead_letter::parse_expiration;
 use crate::broker::message::Message;
-use crate::broker::queue::paging::enqueue_for;
-use crate::broker::queue::{
-    self, Command, ConnEvent, ConsumerSpec, Outgoing, QueueRef, Settle, Sink,
-};
-use crate::broker::queue_args::Overflow;
+use crate::broker::publish::{self, Origin};
+use crate::broker::queue::{self, Command, ConsumerSpec, QueueRef, Settle, Sink};
 use crate::broker::registry::ReplyConsumer;
 use crate::broker::token;
 use crate::error::AmqpError;
 use crate::protocol::*;
 
-/// The direct reply-to pseudo-queue.
-pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+pub use crate::broker::publish::REPLY_TO;
 
 pub(super) async fn run(
     ch: &mut Channel,
@@ -362,9 +358,11 @@ pub(super) async fn publish(
     route(ch, s, message, method.mandatory, &keys, out).await
 }
 
-/// Routes a message and holds it for its queues' mailboxes (the connection sends the held
-/// publishes before anything else reaches a queue or the client); then the return and the
-/// confirm, which go out only after the publishes are in the mailboxes.
+/// Publishes a message into the vhost and holds the entries for its queues' mailboxes (the
+/// connection sends the held publishes before anything else reaches a queue or the client);
+/// then the return and the confirm, which go out only after the publishes are in the
+/// mailboxes. A full queue with reject-publish(-dlx) refuses the message (the others still
+/// take it) and the publisher gets a nack under confirms.
 pub(super) async fn route(
     ch: &mut Channel,
     s: &mut Session,
@@ -373,62 +371,17 @@ pub(super) async fn route(
     keys: &[String],
     out: &mut Vec<Out>,
 ) -> Result<(), AmqpError> {
-    let exchange = message.exchange.as_str();
-    let mut queues = Vec::new();
-    let mut routed = false;
-    let reply_key = (exchange.is_empty())
-        .then(|| message.routing_key.as_str().strip_prefix(REPLY_TO))
-        .flatten()
-        .and_then(|rest| rest.strip_prefix('.'));
-    if let Some(key) = reply_key {
-        if let Some(c) = s.registry.reply_consumer(key) {
-            let outgoing = Outgoing {
-                channel: c.channel,
-                owner: c.owner,
-                tag: c.tag,
-                ack: None,
-                message: Arc::clone(&message),
-                redelivered: false,
-                counted: false,
-            };
-            routed = c.events.send(ConnEvent::Deliver(vec![outgoing])).is_ok();
-        }
-    } else {
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        s.registry.route(
-            exchange,
-            &keys,
-            message.properties.headers.as_ref(),
-            &mut queues,
-        )?;
-    }
-    routed |= !queues.is_empty();
-    // A full queue with reject-publish(-dlx) refuses the message (the others still take it)
-    // and the publisher gets a nack under confirms.
-    let mut refused = false;
-    let mut stored_id = None;
-    for q in queues {
-        if q.admit(message.body_size()) {
-            let e = enqueue_for(
-                s.persistence.as_deref(),
-                &q,
-                &message,
-                &mut s.store_batch,
-                &mut stored_id,
-            );
-            s.hold_publish(q, e);
-            continue;
-        }
-        refused = true;
-        if q.args.overflow == Overflow::RejectPublishDlx {
-            queue::dead_letter_message(
-                &s.registry,
-                &q.name,
-                &q.args,
-                &message,
-                DeathReason::Maxlen,
-            );
-        }
+    let outcome = publish::publish(
+        &s.registry,
+        &message,
+        keys,
+        Origin::Client,
+        &mut s.store_batch,
+    )?;
+    let routed = outcome.routed();
+    let refused = !outcome.refused.is_empty();
+    for (q, e) in outcome.accepted {
+        s.hold_publish(q, e);
     }
     if !routed && mandatory {
         let ret = BasicReturn {

@@ -167,7 +167,7 @@ impl Channel {
     pub fn ack_deadline(&self, now: Instant, default_ms: u64) -> Result<Option<Instant>, u64> {
         let mut earliest: Option<Instant> = None;
         for (q, _, delivered) in self.unacked.values() {
-            let ms = q.args.consumer_timeout.unwrap_or(default_ms);
+            let ms = q.settings.load().consumer_timeout.unwrap_or(default_ms);
             if ms == 0 {
                 continue;
             }
@@ -214,7 +214,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::broker::queue::QueueShared;
-    use crate::protocol::FieldTable;
 
     fn queue() -> QueueRef {
         let (tx, _) = tokio::sync::mpsc::channel(1);
@@ -224,9 +223,9 @@ mod tests {
             durable: false,
             auto_delete: false,
             exclusive_owner: None,
-            arguments: FieldTable::new(),
-            args: Default::default(),
-            admission: None,
+            declared: Default::default(),
+            settings: Default::default(),
+            admission: Default::default(),
             tx,
             positions: Default::default(),
         })

@@ -39,6 +39,7 @@ mod queue_features_maxlen;
 mod queue_features_priority;
 mod queue_features_sac;
 mod queue_features_ttl;
+mod queue_reconfigure;
 mod store_conformance;
 mod store_model;
 mod store_process;

@@ -1,5 +1,5 @@
 //! Dead-lettering from a queue task: the copy is built by [`crate::broker::dead_letter`] and
-//! routed through the vhost's exchanges, like a publish, but from the queue.
+//! published through [`crate::broker::publish`], like a client's message, but from the queue.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,26 +7,27 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
 
-use super::paging::enqueue_for;
 use super::task::Command;
 use crate::broker::dead_letter::{dead_letter, DeadLetterTarget, Death, DeathReason};
 use crate::broker::message::Message;
 use crate::broker::persist::PublishWrites;
-use crate::broker::queue_args::QueueArgs;
+use crate::broker::publish::{publish, Origin};
 use crate::broker::registry::Registry;
+use crate::broker::settings::QueueSettings;
 use crate::protocol::{FieldValue, ShortStr};
 
-/// Dead-letters `message`, which left the queue `queue` for `reason`. Without a dead-letter
-/// exchange, or when that exchange does not exist, the message is dropped silently (RabbitMQ).
-/// The copy shares the body (`Bytes`), only its properties are new.
+/// Dead-letters `message`, which left the queue `queue` (running by `settings`) for
+/// `reason`. Without a dead-letter exchange, or when that exchange does not exist, the
+/// message is dropped silently (RabbitMQ). The copy shares the body (`Bytes`), only its
+/// properties are new.
 pub fn dead_letter_message(
     registry: &Registry,
     queue: &str,
-    args: &QueueArgs,
+    settings: &QueueSettings,
     message: &Message,
     reason: DeathReason,
 ) {
-    let Some(exchange) = &args.dead_letter_exchange else {
+    let Some(exchange) = &settings.dead_letter_exchange else {
         return;
     };
     let keys = death_routing_keys(message);
@@ -44,7 +45,7 @@ pub fn dead_letter_message(
     };
     let target = DeadLetterTarget {
         exchange,
-        routing_key: args.dead_letter_routing_key.as_deref(),
+        routing_key: settings.dead_letter_routing_key.as_deref(),
     };
     let dl = dead_letter(
         &message.properties,
@@ -52,7 +53,6 @@ pub fn dead_letter_message(
         &death,
         &target,
     );
-    let exchange_name = String::from_utf8_lossy(&dl.exchange).into_owned();
     let route_keys: Vec<String> = dl
         .routing_keys
         .iter()
@@ -63,25 +63,8 @@ pub fn dead_letter_message(
         .first()
         .map(|k| String::from_utf8_lossy(k).into_owned())
         .unwrap_or_default();
-    let mut queues = Vec::new();
-    let key_refs: Vec<&str> = route_keys.iter().map(String::as_str).collect();
-    if registry
-        .route(
-            &exchange_name,
-            &key_refs,
-            dl.properties.headers.as_ref(),
-            &mut queues,
-        )
-        .is_err()
-    {
-        return;
-    }
-    queues.retain(|q| !dl.is_cycle(&q.name));
-    if queues.is_empty() {
-        return;
-    }
     let copy = Arc::new(Message {
-        exchange: ShortStr::from(exchange_name),
+        exchange: ShortStr::from(String::from_utf8_lossy(&dl.exchange).into_owned()),
         routing_key: ShortStr::from(first_key),
         properties: dl.properties,
         body: message.body.clone(),
@@ -89,23 +72,22 @@ pub fn dead_letter_message(
         deaths: Some(Arc::new(dl.deaths)),
     });
     // The copy is stored like a publish (unsynced: the source's removal is committed after
-    // it, so a crash loses neither or only the removal, which redelivers).
-    let persistence = registry.persistence();
+    // it, so a crash loses neither or only the removal, which redelivers). A full queue that
+    // refuses publishes refuses dead-lettered copies too.
     let mut writes = PublishWrites::new();
-    let mut id = None;
-    let mut sends = Vec::with_capacity(queues.len());
-    for q in queues {
-        // A full queue that refuses publishes refuses dead-lettered copies too.
-        if !q.admit(copy.body_size()) {
-            continue;
-        }
-        let e = enqueue_for(persistence.map(|p| &**p), &q, &copy, &mut writes, &mut id);
-        sends.push((q, e));
-    }
-    if let (Some(p), false) = (persistence, writes.is_empty()) {
+    let Ok(outcome) = publish(
+        registry,
+        &copy,
+        &route_keys,
+        Origin::DeadLetter(reason),
+        &mut writes,
+    ) else {
+        return;
+    };
+    if let (Some(p), false) = (registry.persistence(), writes.is_empty()) {
         p.submit_publishes_unsynced(writes);
     }
-    for (q, e) in sends {
+    for (q, e) in outcome.accepted {
         // Never wait on another queue's mailbox from a queue task (two queues dead-lettering
         // into each other would deadlock): a full mailbox gets the copy from a helper task.
         match q.tx.try_send(Command::Publish(vec![e])) {
@@ -170,18 +152,18 @@ mod tests {
                     durable: false,
                     auto_delete: false,
                     exclusive_owner: None,
-                    arguments: FieldTable::new(),
-                    args: QueueArgs::default(),
-                    admission: None,
+                    declared: Default::default(),
+                    settings: Default::default(),
+                    admission: Default::default(),
                     tx,
                     positions: Default::default(),
                 }))
             })
             .unwrap();
-        let args = QueueArgs {
+        let settings = QueueSettings {
             dead_letter_exchange: Some(Bytes::from_static(b"")),
             dead_letter_routing_key: Some(Bytes::from_static(b"dlq")),
-            ..QueueArgs::default()
+            ..QueueSettings::default()
         };
         let original = Message {
             exchange: "work-exchange".into(),
@@ -191,7 +173,13 @@ mod tests {
             ttl: None,
             deaths: None,
         };
-        dead_letter_message(&registry, "work", &args, &original, DeathReason::Rejected);
+        dead_letter_message(
+            &registry,
+            "work",
+            &settings,
+            &original,
+            DeathReason::Rejected,
+        );
 
         let Ok(Command::Publish(copies)) = rx.try_recv() else {
             panic!("the DLX route should have delivered one publish to dlq");

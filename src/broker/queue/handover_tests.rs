@@ -104,6 +104,7 @@ async fn publish(queue: &QueueRef, bodies: &[&'static str]) {
                 deaths: None,
             }),
             stored: false,
+            admitted: false,
         })
         .collect();
     queue.tx.send(Command::Publish(batch)).await.unwrap();

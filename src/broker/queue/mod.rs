@@ -10,7 +10,7 @@ pub mod paging;
 mod state;
 mod task;
 
-pub use admission::Admission;
+pub use admission::{Admission, Refused};
 pub use consumers::{ConsumerId, ConsumerSpec};
 pub use dead_letters::dead_letter_message;
 pub use limit::{Backlog, ChannelLimit};

@@ -35,6 +35,7 @@ use crate::broker::persist::{
     self, decode_message, decode_page, encode_message, encode_page, DefinitionChanges, Meta,
     Persistence, PublishWrites,
 };
+use crate::broker::settings::QueueSettings;
 use crate::store::{
     Batch, DefinitionKind, Durability, MessageId, Op, QueueEntry, QueueId, Store, StoreError,
 };
@@ -96,9 +97,11 @@ pub fn recover(
 /// The store entry of a message going to `q`, if it is to be stored (persistent message,
 /// durable queue): the body once per message (`id` remembers it across the queues of one
 /// publish), an index entry per queue. Takes the message's position in `q` either way.
+/// `settings` are `q`'s current ones (the stored expiry and priority follow them).
 pub fn enqueue_for(
     persistence: Option<&Persistence>,
     q: &QueueShared,
+    settings: &QueueSettings,
     message: &Arc<Message>,
     writes: &mut PublishWrites,
     id: &mut Option<MessageId>,
@@ -114,13 +117,12 @@ pub fn enqueue_for(
                 });
                 new
             });
-            let ttl = effective_ttl(q.args.message_ttl, message.ttl);
+            let ttl = effective_ttl(settings.message_ttl, message.ttl);
             let meta = Meta {
                 redelivered: false,
                 deliveries: 0,
                 expires_unix_ms: ttl.map(|t| persist::now_unix_ms().saturating_add(t)),
-                priority: q
-                    .args
+                priority: settings
                     .max_priority
                     .map_or(0, |max| message.properties.priority.unwrap_or(0).min(max)),
                 body_size: message.body_size(),
@@ -141,6 +143,7 @@ pub fn enqueue_for(
         position,
         message: Arc::clone(message),
         stored,
+        admitted: false,
     }
 }
 
@@ -194,6 +197,13 @@ impl Disk {
             delivered_saved: r.delivered,
             recovered_delivered: r.delivered,
         }
+    }
+
+    /// The queue's settings changed: a queue that gained a length limit (or lost its last one)
+    /// stops (or may start) paging. One that stops reads its tail back before the next
+    /// command, since [`Disk::needs_refill`] then asks for all of it.
+    pub fn set_can_page(&mut self, can_page: bool) {
+        self.can_page = can_page;
     }
 
     /// Ready messages on disk only.
@@ -509,7 +519,7 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::protocol::{BasicProperties, FieldTable};
+    use crate::protocol::BasicProperties;
     use crate::store::MemoryStore;
 
     fn queue(id: u64, durable: bool) -> QueueShared {
@@ -520,9 +530,9 @@ mod tests {
             durable,
             auto_delete: false,
             exclusive_owner: None,
-            arguments: FieldTable::new(),
-            args: Default::default(),
-            admission: None,
+            declared: Default::default(),
+            settings: Default::default(),
+            admission: Default::default(),
             tx,
             positions: AtomicU64::new(10),
         }
@@ -553,11 +563,12 @@ mod tests {
             queue(4, false),
         ];
         let m = message(2);
+        let none = QueueSettings::default();
         let mut writes = PublishWrites::new();
         let mut id = None;
         let sent: Vec<Enqueued> = queues
             .iter()
-            .map(|q| enqueue_for(Some(&p), q, &m, &mut writes, &mut id))
+            .map(|q| enqueue_for(Some(&p), q, &none, &m, &mut writes, &mut id))
             .collect();
         let batch = writes.into_batch();
         let puts = batch
@@ -583,9 +594,16 @@ mod tests {
         // store.
         let mut batch = PublishWrites::new();
         let mut id = None;
-        let e = enqueue_for(Some(&p), &queues[0], &message(1), &mut batch, &mut id);
+        let e = enqueue_for(
+            Some(&p),
+            &queues[0],
+            &none,
+            &message(1),
+            &mut batch,
+            &mut id,
+        );
         assert!(!e.stored && batch.is_empty() && id.is_none());
-        let e = enqueue_for(None, &queues[0], &m, &mut batch, &mut id);
+        let e = enqueue_for(None, &queues[0], &none, &m, &mut batch, &mut id);
         assert!(!e.stored && batch.is_empty());
         assert_eq!(
             queues[0].take_position(),

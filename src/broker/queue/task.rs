@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
+use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{self, Duration, Instant};
 
@@ -20,6 +21,7 @@ use crate::broker::message::Message;
 use crate::broker::persist::Persistence;
 use crate::broker::queue_args::{Overflow, QueueArgs};
 use crate::broker::registry::{QueueSpec, Registry};
+use crate::broker::settings::{effective, QueueSettings};
 use crate::protocol::{FieldTable, ShortStr};
 
 /// Commands waiting in a queue's mailbox; a full mailbox makes publishers wait (flow control).
@@ -39,11 +41,16 @@ pub struct QueueShared {
     pub auto_delete: bool,
     /// The connection that owns an exclusive queue.
     pub exclusive_owner: Option<u64>,
-    pub arguments: FieldTable,
-    /// The validated arguments, for what publishers apply (overflow, dead-lettering).
-    pub args: QueueArgs,
-    /// Present for a length-limited queue that refuses publishes (`reject-publish(-dlx)`).
-    pub admission: Option<Admission>,
+    /// The arguments as declared (validated), kept once: the redeclare equivalence check
+    /// compares against them and a policy change recomputes `settings` from them.
+    pub declared: QueueArgs,
+    /// The rules in force. The queue task owns them (it alone stores a new value, on
+    /// `Command::Reconfigure`); publishers read them on every publish, so the cell is
+    /// lock-free to read.
+    pub settings: ArcSwap<QueueSettings>,
+    /// Ready and admitted counts, asked by publishers while the settings refuse publishes
+    /// when full (`reject-publish(-dlx)` with a length limit).
+    pub admission: Admission,
     pub tx: mpsc::Sender<Command>,
     /// The next position to give a message routed here: publishers take positions before
     /// the queue sees the message, so that its store entry can be written on their side.
@@ -62,10 +69,14 @@ impl QueueShared {
         self.durable && self.exclusive_owner.is_none()
     }
 
-    /// Whether the queue takes a message of `size` bytes now (always, unless it refuses
-    /// publishes when full).
-    pub fn admit(&self, size: u64) -> bool {
-        self.admission.as_ref().is_none_or(|a| a.try_admit(size))
+    /// The arguments as declared.
+    pub fn arguments(&self) -> &FieldTable {
+        &self.declared.arguments
+    }
+
+    /// The settings in force now.
+    pub fn settings(&self) -> Arc<QueueSettings> {
+        self.settings.load_full()
     }
 }
 
@@ -126,6 +137,8 @@ pub struct Enqueued {
     pub message: Arc<Message>,
     /// The publisher wrote its store entry (persistent message, durable queue).
     pub stored: bool,
+    /// It took room in the queue's admission count, for the task to give back.
+    pub admitted: bool,
 }
 
 #[derive(Debug)]
@@ -169,6 +182,11 @@ pub enum Command {
         if_unused: bool,
         if_empty: bool,
         reply: oneshot::Sender<Result<u32, BrokerError>>,
+    },
+    /// Run by these settings from now on (a policy changed); replied once applied.
+    Reconfigure {
+        settings: Arc<QueueSettings>,
+        reply: oneshot::Sender<()>,
     },
 }
 
@@ -214,22 +232,20 @@ fn spawn_with(
     let persistence: Option<Arc<Persistence>> =
         registry.upgrade().and_then(|r| r.persistence().cloned());
     let (tx, rx) = mpsc::channel(MAILBOX);
+    let settings = Arc::new(effective(&args, None, None));
     let me = Arc::new(QueueShared {
         name: spec.name.clone(),
         id,
         durable: spec.durable,
         auto_delete: spec.auto_delete,
         exclusive_owner,
-        arguments: spec.arguments.clone(),
-        admission: (args.overflow != Overflow::DropHead
-            && (args.max_length.is_some() || args.max_length_bytes.is_some()))
-        .then(|| Admission::new(args.max_length, args.max_length_bytes)),
-        args: args.clone(),
+        declared: args,
+        settings: ArcSwap::new(Arc::clone(&settings)),
+        admission: Admission::default(),
         tx,
         positions: AtomicU64::new(recovered.map_or(0, |r| r.next_position)),
     });
-    let can_page =
-        args.max_priority.is_none() && args.max_length.is_none() && args.max_length_bytes.is_none();
+    let can_page = settings.can_page();
     let disk = persistence.map(|p| Disk::new(p, id, me.persistent(), can_page, recovered));
     let task = QueueTask {
         disk,
@@ -238,17 +254,18 @@ fn spawn_with(
         auto_delete: spec.auto_delete,
         registry,
         state: {
-            let mut state = QueueState::with_max_priority(args.max_priority);
-            state.set_delivery_limit(args.effective_delivery_limit());
+            let mut state = QueueState::with_max_priority(settings.max_priority);
+            state.set_delivery_limit(settings.delivery_limit);
             state
         },
         sinks: HashMap::new(),
         exclusive_consumer: None,
         had_consumer: false,
         waiting: VecDeque::new(),
-        expires: args.expires.map(Duration::from_millis),
+        expires: settings.expires.map(Duration::from_millis),
         last_used: Instant::now(),
-        args,
+        settings,
+        reconfigured: Vec::new(),
     };
     tokio::spawn(task.run(rx));
     me
@@ -276,7 +293,11 @@ struct QueueTask {
     expires: Option<Duration>,
     /// The last use, or when the last consumer left.
     last_used: Instant,
-    args: QueueArgs,
+    /// The settings in force, also published in `QueueShared::settings` for publishers.
+    settings: Arc<QueueSettings>,
+    /// Reconfigure commands of this wake-up, answered at its end, once the new limits have
+    /// been enforced.
+    reconfigured: Vec<oneshot::Sender<()>>,
 }
 
 enum Flow {
@@ -347,6 +368,9 @@ impl QueueTask {
             if let Some(disk) = &mut self.disk {
                 disk.flush();
             }
+            for reply in self.reconfigured.drain(..) {
+                let _ = reply.send(());
+            }
         }
     }
 
@@ -388,16 +412,23 @@ impl QueueTask {
                 if_empty,
                 reply,
             } => return self.delete(if_unused, if_empty, reply),
+            Command::Reconfigure { settings, reply } => {
+                self.reconfigure(settings);
+                self.reconfigured.push(reply);
+            }
         }
         Flow::Continue
     }
 
     fn publish(&mut self, messages: Vec<Enqueued>) {
-        let taken = count64(messages.len());
-        let taken_bytes = messages.iter().map(|e| e.message.body_size()).sum();
+        let (mut taken, mut taken_bytes) = (0, 0);
         let now = Instant::now();
         for e in messages {
-            let ttl = effective_ttl(self.args.message_ttl, e.message.ttl);
+            if e.admitted {
+                taken += 1;
+                taken_bytes += e.message.body_size();
+            }
+            let ttl = effective_ttl(self.settings.message_ttl, e.message.ttl);
             let expires_at = ttl.map(|ms| now + Duration::from_millis(ms));
             if let Some(disk) = &mut self.disk {
                 if disk.page_out(&self.state, &e, expires_at) {
@@ -409,12 +440,33 @@ impl QueueTask {
         }
         // Mirror first, then release the admissions: publishers never see less.
         if let Some(me) = self.me.upgrade() {
-            if let Some(admission) = &me.admission {
+            if self.settings.refuses_when_full() || taken > 0 {
                 let (ready, bytes) = self.ready_total();
-                admission.mirror(ready, bytes);
-                admission.taken(taken, taken_bytes);
+                me.admission.mirror(ready, bytes);
+                me.admission.taken(taken, taken_bytes);
             }
         }
+    }
+
+    /// New settings (a policy changed), as RabbitMQ applies them to a running queue: a new
+    /// message TTL applies to messages enqueued from now on (those already in the queue keep
+    /// their expiry); new length limits apply before the reply, at the end of this wake-up
+    /// (`enforce_limits`: drop-head drops or dead-letters the oldest, reject-publish refuses
+    /// the next publishes; a queue that must stop paging reads its tail back first); a new
+    /// delivery limit applies to the next returns; a new `expires` counts from the last
+    /// use. Priority levels are fixed at declare.
+    fn reconfigure(&mut self, settings: Arc<QueueSettings>) {
+        self.state.set_delivery_limit(settings.delivery_limit);
+        self.expires = settings.expires.map(Duration::from_millis);
+        if let Some(disk) = &mut self.disk {
+            disk.set_can_page(settings.can_page());
+        }
+        if let Some(me) = self.me.upgrade() {
+            me.settings.store(Arc::clone(&settings));
+            let (ready, bytes) = self.ready_total();
+            me.admission.mirror(ready, bytes);
+        }
+        self.settings = settings;
     }
 
     fn consume(
@@ -425,7 +477,7 @@ impl QueueTask {
     ) -> Result<(), BrokerError> {
         // RabbitMQ never grants an exclusive consume on a single-active-consumer queue.
         let busy = self.exclusive_consumer.is_some()
-            || (exclusive && (self.args.single_active_consumer || self.consumer_total() > 0));
+            || (exclusive && (self.settings.single_active_consumer || self.consumer_total() > 0));
         if busy {
             return Err(BrokerError::access_refused(format!(
                 "queue '{}' in vhost '{}' in exclusive use",
@@ -433,7 +485,7 @@ impl QueueTask {
                 self.vhost()
             )));
         }
-        if self.args.single_active_consumer && self.turn_taken() {
+        if self.settings.single_active_consumer && self.turn_taken() {
             // Single active consumer: later consumers wait their turn, in order.
             self.waiting.push_back((spec, sink));
         } else {
@@ -591,8 +643,8 @@ impl QueueTask {
     /// a full queue would drop (RabbitMQ delivers before enqueueing). Then mirrors the ready
     /// count for publishers of a queue that refuses publishes instead.
     fn enforce_limits(&mut self) {
-        let (max_len, max_bytes) = (self.args.max_length, self.args.max_length_bytes);
-        if self.args.overflow == Overflow::DropHead {
+        let (max_len, max_bytes) = (self.settings.max_length, self.settings.max_length_bytes);
+        if self.settings.overflow == Overflow::DropHead {
             while max_len.is_some_and(|m| count64(self.state.ready_count()) > m)
                 || max_bytes.is_some_and(|m| self.state.ready_bytes() > m)
             {
@@ -604,9 +656,9 @@ impl QueueTask {
             }
             self.settle_expired();
         } else if let Some(me) = self.me.upgrade() {
-            if let Some(admission) = &me.admission {
+            if self.settings.refuses_when_full() {
                 let (ready, bytes) = self.ready_total();
-                admission.mirror(ready, bytes);
+                me.admission.mirror(ready, bytes);
             }
         }
     }
@@ -652,11 +704,11 @@ impl QueueTask {
     }
 
     fn dead_letter(&self, message: &Message, reason: DeathReason) {
-        if self.args.dead_letter_exchange.is_none() {
+        if self.settings.dead_letter_exchange.is_none() {
             return;
         }
         if let Some(registry) = self.registry.upgrade() {
-            dead_letter_message(&registry, &self.name, &self.args, message, reason);
+            dead_letter_message(&registry, &self.name, &self.settings, message, reason);
         }
     }
 

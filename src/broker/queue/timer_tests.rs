@@ -74,6 +74,7 @@ async fn messages_of_an_idle_queue_expire_on_the_timer() {
                     position: queue.take_position(),
                     message: Arc::clone(&message),
                     stored: false,
+                    admitted: false,
                 })
                 .collect(),
         ))
